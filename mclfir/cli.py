@@ -1,0 +1,65 @@
+"""Command-line interface: one command per pipeline step. DVC stages call these.
+
+Each command lives in its own module, which provides ``configure_parser(parser)`` to declare
+its options and ``run(args) -> int`` to execute it and return the exit status. Modules keep
+heavy imports (torch, Great Expectations) inside ``run`` so that ``mclfir --help`` stays fast.
+"""
+
+import argparse
+import importlib
+import logging
+import sys
+
+_logger = logging.getLogger(__name__)
+
+# (command path, module, one-line help)
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    (("data", "import"), "mclfir.data.importer", "copy the dataset named by MCLFIR_DATA_ROOT into the project, or download it"),
+    (("data", "download"), "mclfir.data.download", "download Fashion Product Images from a hub (needs network)"),
+    (("data", "prepare"), "mclfir.data.prepare", "read a dataset into one catalog table (Parquet)"),
+    (("data", "validate"), "mclfir.data.validate", "validate a catalog with Great Expectations and image checks"),
+    (("data", "split"), "mclfir.data.split", "split a validated catalog into train, valid and test, per attribute"),
+    (("data", "plan"), "mclfir.data.increments", "check the increment plan against the data and write it out"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every registered command."""
+    parser = argparse.ArgumentParser(prog="mclfir", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    group_parsers: dict[str, argparse._SubParsersAction] = {}
+    for path, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        if len(path) == 1:
+            command_parser = groups.add_parser(path[0], help=help_text, description=help_text)
+        else:
+            group, name = path
+            if group not in group_parsers:
+                group_parser = groups.add_parser(group, help=f"{group} commands")
+                group_parsers[group] = group_parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
+            command_parser = group_parsers[group].add_parser(name, help=help_text, description=help_text)
+        module.configure_parser(command_parser)
+        command_parser.set_defaults(handler=module.run)
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Set up logging once, for the command-line entry point."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit status."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: the image catalog, dataset adapters, validation, splits and the increment plan."""
