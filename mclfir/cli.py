@@ -20,6 +20,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "validate"), "mclfir.data.validate", "validate a catalog with Great Expectations and image checks"),
     (("data", "split"), "mclfir.data.split", "split a validated catalog into train, valid and test, per attribute"),
     (("data", "plan"), "mclfir.data.increments", "check the increment plan against the data and write it out"),
+    (("data", "cache"), "mclfir.data.image_cache", "decode every catalog image once into a memory-mapped array"),
+    (("train",), "mclfir.train", "train one increment: a new attribute head on the parent's backbone"),
+    (("evaluate",), "mclfir.evaluate", "evaluate an increment's checkpoint (retrieval mAP), or aggregate the continual report"),
 ]
 
 

@@ -1,6 +1,6 @@
 """The increment plan: which attributes each training increment introduces, and in what order.
 
-``params.yaml`` holds the plan under ``increments``, a mapping from increment name to
+``params.yaml`` stores the plan under ``increments``, a mapping from increment name to
 ``{attributes: [...], parent: <name or "init">}``. The mapping's order is the training order,
 and each parent must come earlier in it, so the plan has no cycles. ``init`` is the freshly
 initialised model. Each attribute is introduced by exactly one increment, and an increment
@@ -11,10 +11,12 @@ with per-attribute image and value counts, to a JSON file.
 """
 
 import argparse
+import copy
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ _logger = logging.getLogger(__name__)
 INIT = "init"
 INCREMENTS_KEY = "increments"
 _INCREMENT_KEYS = ("attributes", "parent")
-# Increment names become folder names and DVC ``foreach`` keys; attribute names become file names.
+# Increment names become folder names and DVC ``foreach`` keys, and attribute names become file names.
 _INCREMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _NUMBERED_NAME = re.compile(r"^inc(\d+)$")
@@ -66,12 +68,12 @@ class IncrementPlan:
         return [attribute for increment in self.increments for attribute in increment.attributes]
 
     def get(self, name: str) -> Increment:
-        """Return the increment called ``name``; raise PlanError listing the known names otherwise."""
+        """Return the increment called ``name``, or raise PlanError listing the known names."""
         for increment in self.increments:
             if increment.name == name:
                 return increment
         raise PlanError(
-            f"Unknown increment {name!r}; the plan in params.yaml defines: {', '.join(self.order)}. "
+            f"Unknown increment {name!r}. The plan in params.yaml defines: {', '.join(self.order)}. "
             f"Use one of these names or add the increment under '{INCREMENTS_KEY}'."
         )
 
@@ -98,7 +100,7 @@ class IncrementPlan:
             if attribute in increment.attributes:
                 return increment.name
         raise PlanError(
-            f"Attribute {attribute!r} is not in the increment plan; planned attributes: "
+            f"Attribute {attribute!r} is not in the increment plan. Planned attributes: "
             f"{', '.join(self.attributes)}. Add it with `append_increment` or under '{INCREMENTS_KEY}' in params.yaml."
         )
 
@@ -117,7 +119,7 @@ def parse_plan(section: Any) -> IncrementPlan:
     """
     if not isinstance(section, dict) or not section:
         raise PlanError(
-            f"Missing or empty '{INCREMENTS_KEY}' section in params.yaml (found {section!r}); add a mapping like "
+            f"Missing or empty '{INCREMENTS_KEY}' section in params.yaml (found {section!r}). Add a mapping like "
             f"'{INCREMENTS_KEY}: {{inc0: {{attributes: [gender], parent: {INIT}}}}}'."
         )
 
@@ -130,7 +132,7 @@ def parse_plan(section: Any) -> IncrementPlan:
             if attribute in introduced_by:
                 raise PlanError(
                     f"Increment {name!r} introduces attribute {attribute!r}, which increment "
-                    f"{introduced_by[attribute]!r} already introduces; remove it from one of the two."
+                    f"{introduced_by[attribute]!r} already introduces. Remove it from one of the two."
                 )
             introduced_by[attribute] = name
 
@@ -142,7 +144,7 @@ def parse_plan(section: Any) -> IncrementPlan:
 def _parse_increment(name: Any, entry: Any, earlier: list[str], section: dict[str, Any]) -> Increment:
     if not isinstance(name, str) or not _INCREMENT_NAME.match(name) or name == INIT:
         raise PlanError(
-            f"Invalid increment name {name!r}; use letters, digits, '_' or '-', starting with a letter, "
+            f"Invalid increment name {name!r}. Use letters, digits, '_' or '-', starting with a letter, "
             f"and not the reserved name {INIT!r}."
         )
     if not isinstance(entry, dict):
@@ -151,7 +153,7 @@ def _parse_increment(name: Any, entry: Any, earlier: list[str], section: dict[st
     unknown_keys = sorted(str(key) for key in entry if key not in _INCREMENT_KEYS)
     if unknown_keys:
         raise PlanError(
-            f"Increment {name!r} has unknown keys {unknown_keys}; the allowed keys are {list(_INCREMENT_KEYS)}."
+            f"Increment {name!r} has unknown keys {unknown_keys}. The allowed keys are {list(_INCREMENT_KEYS)}."
         )
 
     attributes = _parse_attributes(name, entry.get("attributes"))
@@ -168,20 +170,20 @@ def _parse_attributes(name: str, attributes: Any) -> tuple[str, ...]:
     for attribute in attributes:
         if not isinstance(attribute, str) or not _ATTRIBUTE_NAME.match(attribute):
             raise PlanError(
-                f"Increment {name!r} has invalid attribute name {attribute!r}; use the catalog's column name "
+                f"Increment {name!r} has invalid attribute name {attribute!r}. Use the catalog's column name "
                 "(letters, digits, '_', '.' or '-')."
             )
 
     repeated = sorted(attribute for attribute, count in Counter(attributes).items() if count > 1)
     if repeated:
-        raise PlanError(f"Increment {name!r} lists attributes {repeated} more than once; list each once.")
+        raise PlanError(f"Increment {name!r} lists attributes {repeated} more than once. List each once.")
     return tuple(attributes)
 
 
 def _parse_parent(name: str, parent: Any, earlier: list[str], section: dict[str, Any]) -> str:
     if parent is None:
         previous = earlier[-1] if earlier else INIT
-        raise PlanError(f"Increment {name!r} has no 'parent'; set it to an earlier increment or {INIT!r} (e.g. {previous!r}).")
+        raise PlanError(f"Increment {name!r} has no 'parent'. Set it to an earlier increment or {INIT!r} (e.g. {previous!r}).")
     if parent == INIT or parent in earlier:
         return parent
 
@@ -192,7 +194,7 @@ def _parse_parent(name: str, parent: Any, earlier: list[str], section: dict[str,
     else:
         problem = f"has unknown parent {parent!r}"
     choices = ", ".join([INIT, *earlier])
-    raise PlanError(f"Increment {name!r} {problem}; set 'parent' to one of: {choices}.")
+    raise PlanError(f"Increment {name!r} {problem}. Set 'parent' to one of: {choices}.")
 
 
 def load_plan(params: dict[str, Any] | None = None) -> IncrementPlan:
@@ -202,7 +204,7 @@ def load_plan(params: dict[str, Any] | None = None) -> IncrementPlan:
 
 
 def check_against_catalog(plan: IncrementPlan, catalog: Catalog) -> None:
-    """Raise PlanError when the plan names attributes that the catalog lacks; warn on unlabelled ones."""
+    """Raise PlanError when the plan names attributes that the catalog lacks, and warn about unlabelled ones."""
     unknown = [
         f"{attribute!r} (increment {increment.name!r})"
         for increment in plan.increments
@@ -244,14 +246,16 @@ def append_increment(
     parent = plan.order[-1] if parent is None else parent
     name = _next_increment_name(plan) if name is None else name
     if name in plan.order:
-        raise PlanError(f"Increment {name!r} already exists in {params_path}; choose another name.")
+        raise PlanError(f"Increment {name!r} already exists in {params_path}. Choose another name.")
 
     entry = CommentedMap()
     entry["attributes"] = CommentedSeq(attributes)
     entry["parent"] = parent
     parse_plan({**plan.to_dict(), name: {"attributes": list(attributes), "parent": parent}})
 
-    document[INCREMENTS_KEY][name] = entry
+    section = document[INCREMENTS_KEY]
+    _move_trailing_comment(section, entry)
+    section[name] = entry
     _write_atomically(params_path, lambda handle: yaml.dump(document, handle))
     _logger.info("Appended increment %s (attributes %s, parent %s) to %s", name, ", ".join(attributes), parent, params_path)
     return name
@@ -266,6 +270,43 @@ def _round_trip_yaml(yaml_class: type) -> Any:
     return yaml
 
 
+def _move_trailing_comment(section: Any, entry: Any) -> None:
+    """Move the comment lines that follow the plan's last value (e.g. the next section's heading) below ``entry``.
+
+    ruamel.yaml attaches such lines to the last scalar before them, so without this move the new
+    increment would be written between the next section's comment and the section itself. An
+    end-of-line comment on that scalar stays where it is.
+    """
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    node = section
+    while True:
+        if isinstance(node, CommentedMap) and node:
+            key, slot = list(node.keys())[-1], 2
+        elif isinstance(node, CommentedSeq) and node:
+            key, slot = len(node) - 1, 0
+        else:
+            return
+        child = node[key]
+        if isinstance(child, (CommentedMap, CommentedSeq)) and child:
+            node = child
+            continue
+        break
+
+    tokens = node.ca.items.get(key)
+    if not tokens or tokens[slot] is None:
+        return
+    token = tokens[slot]
+    own_line, newline, following_lines = token.value.partition("\n")
+    if not following_lines:
+        return
+
+    moved = copy.copy(token)
+    moved.value = "\n" + following_lines
+    token.value = own_line + newline
+    entry.ca.items["parent"] = [None, None, moved, None]
+
+
 def _next_increment_name(plan: IncrementPlan) -> str:
     numbers = [int(match.group(1)) for match in map(_NUMBERED_NAME.match, plan.order) if match]
     return f"inc{max(numbers) + 1 if numbers else len(plan.order)}"
@@ -276,6 +317,7 @@ def _write_atomically(path: Path, write: Any) -> None:
     try:
         with handle:
             write(handle)
+        shutil.copymode(path, handle.name)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

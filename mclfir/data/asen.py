@@ -1,0 +1,504 @@
+"""Read the ASEN and ASEN++ split files into a catalog and the benchmark's query/candidate protocol.
+
+ASEN (Ma et al., AAAI 2020) and ASEN++ (Dong et al., "Fine-Grained Fashion Similarity
+Prediction by Attribute-Specific Embedding Learning", IEEE TIP 2021) published the splits that
+attribute-specific fashion retrieval work reports on. Only the split files are read here. The
+images are licensed by their owners, and each user downloads them:
+
+- FashionAI: sign up for the Alibaba Tianchi FashionAI Global Challenge 2018 (attribute
+  recognition, https://tianchi.aliyun.com/competition/entrance/231671/introduction) and unpack
+  ``fashionAI_attributes_train1.zip`` and ``fashionAI_attributes_train2.zip``.
+- DARN: the DARN authors (Huang et al., "Cross-domain Image Retrieval with a Dual
+  Attribute-aware Ranking Network", ICCV 2015) distribute image URLs. Follow the instructions in
+  the ASEN++ repository (https://github.com/Maryeon/asenpp), which lists the URLs it could fetch.
+- DeepFashion: the Category and Attribute Prediction Benchmark of CUHK MMLab
+  (http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html).
+
+The split files come from https://github.com/Maryeon/asen (FashionAI only, the ``asen`` layout)
+and from the ``data.zip`` linked in the ASEN++ README (the ``asenpp`` layout). Two layouts are read:
+
+- ``asenpp``: ``meta.json`` keyed by dataset (``ATTRIBUTES``, ``ATTRIBUTES_NUM``) and one folder
+  per dataset holding ``filenames_{train,valid,test}.txt``, ``{query,candidate}_{valid,test}.txt``
+  and ``label_*.txt``. ASEN++ unpacks each dataset's images into that same folder.
+- ``asen``: ``filenames_{valid,test}.txt`` and ``{query,candidate}_{valid,test}.txt`` at the root,
+  with ``fashionAI/meta.json`` (it adds ``ATTRIBUTES_VALUES``, the value names). ASEN unpacks the
+  images under ``fashionAI/``.
+
+File formats:
+
+- ``filenames_<split>.txt``: one image path per line. The 0-based line number is the image index.
+- ``{query,candidate}_<split>.txt``: ``<image_index> <attribute_index> <value_index>``, all 0-based.
+- ``label_train.txt``: ``<image_index>`` followed by ``<attribute_index> <value_index>`` pairs
+  (read as the ASEN++ training sampler reads it).
+- ``DeepFashion/label_{valid,test}.txt``: ``<image_index>`` followed by ``<type> <global id>``
+  pairs, tab-separated with trailing tabs. The type runs from 1 to 5 and names the attribute, and
+  the global id is the DeepFashion attribute id (0..999). The value index used in the query and
+  candidate files is the rank of the global id among the sorted distinct ids of its type.
+
+Text files are read with universal newlines, as the ASEN code's ``open(path)`` reads them, so
+CRLF line ends and stray carriage returns end a line. The query and candidate lines are the
+benchmark protocol. :func:`read_asen` keeps every valid line in file order, and any line it
+cannot keep is a ``stop`` problem, because the benchmark would no longer be the published one.
+"""
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mclfir.data.catalog import BASE_COLUMNS, HASH_COLUMN, ID_COLUMN, PATH_COLUMN, ROW_COLUMN, Catalog
+from mclfir.data.fashionai import check_relative_path, hash_images, read_lines
+from mclfir.data.problems import Action, Problem
+
+_logger = logging.getLogger(__name__)
+
+SOURCE = "asen"
+DATASETS = ("FashionAI", "DARN", "DeepFashion")
+SPLITS = ("train", "valid", "test")
+EVAL_SPLITS = ("valid", "test")
+ROLES = ("query", "candidate")
+SPLIT_COLUMN = "asen_split"
+PROTOCOL_COLUMNS = ("split", "role", "image_id", "attribute", "value_index", "line")
+PROTOCOL_FILENAME = "protocol.parquet"
+META_FILENAME = "meta.json"
+PROTOCOL_FIELD_COUNT = 3
+
+_PROTOCOL_SCHEMA = pa.schema(
+    [
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("attribute", pa.string(), nullable=False),
+        pa.field("value_index", pa.int64(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class AsenLayout:
+    """Where one dataset's split files, meta file and (by default) images are."""
+
+    layout: str
+    dataset: str
+    split_dir: Path
+    meta_path: Path
+    default_image_root: Path
+
+
+@dataclass(frozen=True)
+class AsenMeta:
+    """Attribute names in index order, their value counts and (when given) value names."""
+
+    attributes: list[str]
+    value_counts: dict[str, int]
+    value_names: dict[str, list[str]] = field(default_factory=dict)
+
+    def value_label(self, attribute: str, index: int) -> str:
+        """Return the name of value ``index`` of ``attribute``, or the index as a string."""
+        names = self.value_names.get(attribute)
+        if names is not None and 0 <= index < len(names):
+            return names[index]
+        return str(index)
+
+
+def canonical_dataset(dataset: str) -> str:
+    """Return the dataset's name as the split files spell it; raise ValueError when it is unknown."""
+    for name in DATASETS:
+        if name.lower() == dataset.strip().lower():
+            return name
+    raise ValueError(f"Unknown ASEN dataset {dataset!r}; use one of: {', '.join(DATASETS)}.")
+
+
+def locate_layout(root: Path, dataset: str) -> AsenLayout:
+    """Find the split files of ``dataset`` at ``root``, which may be an ``asenpp`` or ``asen`` folder or their parent.
+
+    The ``asenpp`` layout is tried first. Raises FileNotFoundError when neither layout is found.
+    """
+    root = Path(root)
+    dataset = canonical_dataset(dataset)
+
+    for folder in (root, root / "asenpp"):
+        meta_path = folder / META_FILENAME
+        if meta_path.is_file() and dataset in _read_json(meta_path):
+            split_dir = folder / dataset
+            return AsenLayout("asenpp", dataset, split_dir, meta_path, split_dir)
+
+    if dataset == "FashionAI":
+        for folder in (root, root / "asen"):
+            meta_path = folder / "fashionAI" / META_FILENAME
+            if meta_path.is_file() and (folder / "filenames_valid.txt").is_file():
+                return AsenLayout("asen", dataset, folder, meta_path, folder / "fashionAI")
+
+    raise FileNotFoundError(
+        f"No ASEN split files for {dataset} found at {root}. Expected asenpp/meta.json with a {dataset!r} "
+        f"entry and asenpp/{dataset}/, or (FashionAI only) asen/fashionAI/meta.json beside asen/filenames_valid.txt. "
+        f"Unpack the ASEN++ data.zip or the github.com/Maryeon/asen data folder there."
+    )
+
+
+def load_asen_meta(layout: AsenLayout) -> AsenMeta:
+    """Load the attribute names and value counts of ``layout.dataset`` from its ``meta.json``."""
+    content = _read_json(layout.meta_path)
+    if layout.dataset in content:
+        content = content[layout.dataset]
+    if "ATTRIBUTES" not in content or "ATTRIBUTES_NUM" not in content:
+        raise ValueError(f"{layout.meta_path} has no ATTRIBUTES and ATTRIBUTES_NUM entries for {layout.dataset}.")
+
+    attributes = [str(name) for name in content["ATTRIBUTES"]]
+    value_counts = {str(name): int(count) for name, count in content["ATTRIBUTES_NUM"].items()}
+    missing = [name for name in attributes if name not in value_counts]
+    if missing:
+        raise ValueError(f"{layout.meta_path}: ATTRIBUTES_NUM has no count for {missing}; add them.")
+
+    value_names = {str(name): [str(value) for value in values] for name, values in content.get("ATTRIBUTES_VALUES", {}).items()}
+    return AsenMeta(attributes, value_counts, value_names)
+
+
+def read_asen(root: Path, dataset: str, image_root: Path | None = None) -> tuple[Catalog, pd.DataFrame, list[Problem]]:
+    """Read one dataset's ASEN split files into a catalog, the query/candidate protocol and problems.
+
+    The catalog has one row per (split, image index), with image id ``<split>/<index>``, the
+    filenames line as path, the values from the query, candidate and label files in the attribute
+    columns, and the split in ``asen_split``. Values are names when the meta file gives them and
+    value indices as strings otherwise. ``image_root`` is the folder the paths are relative to.
+    By default it is where ASEN(++) expects the images: the dataset's split folder for
+    ``asenpp`` and ``fashionAI/`` for ``asen``. Missing images get a null ``content_hash``, are
+    counted in the catalog's ``missing_images`` entry and never stop parsing.
+
+    The protocol has the columns of :data:`PROTOCOL_COLUMNS`, one row per query or candidate
+    line, in file order: valid then test, and within a split the query file then the candidate file.
+    """
+    layout = locate_layout(root, dataset)
+    meta = load_asen_meta(layout)
+    image_root = layout.default_image_root if image_root is None else Path(image_root)
+    _logger.info("Reading %s split files (%s layout) from %s", layout.dataset, layout.layout, layout.split_dir)
+
+    reader = _AsenReader(layout, meta)
+    reader.read_all()
+
+    frame = reader.catalog_frame()
+    missing = hash_images(frame, image_root if image_root.is_dir() else None, description=f"hash {layout.dataset} images")
+    if missing:
+        _logger.warning(
+            "%d of %d %s images are missing under %s; download the images and pass their folder as the image root",
+            missing, len(frame), layout.dataset, image_root,
+        )
+
+    extra = {
+        "asen_dataset": layout.dataset,
+        "asen_layout": layout.layout,
+        "split_files": str(layout.split_dir),
+        "meta": str(layout.meta_path),
+        "missing_images": missing,
+        "skipped_splits": reader.skipped_splits,
+    }
+    catalog = Catalog(frame, list(meta.attributes), SOURCE, str(image_root), extra)
+    protocol = reader.protocol_frame()
+    _logger.info(
+        "Read %d %s images and %d protocol lines with %d problems", len(frame), layout.dataset, len(protocol), len(reader.problems)
+    )
+    return catalog, protocol, reader.problems
+
+
+def write_protocol(protocol: pd.DataFrame, out: Path) -> Path:
+    """Write the query/candidate protocol table to ``out`` as Parquet, keeping its row order."""
+    out = Path(out)
+    missing = [name for name in PROTOCOL_COLUMNS if name not in protocol.columns]
+    if missing:
+        raise ValueError(f"Protocol table is missing columns {missing}; present: {list(protocol.columns)}")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(protocol[list(PROTOCOL_COLUMNS)], schema=_PROTOCOL_SCHEMA, preserve_index=False)
+    pq.write_table(table, out)
+    _logger.info("Wrote %d protocol lines to %s", len(protocol), out)
+    return out
+
+
+def read_protocol(path: Path) -> pd.DataFrame:
+    """Read a protocol table written by :func:`write_protocol`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Protocol table not found: {path}. Create it with `mclfir data prepare --source asen`.")
+    return pq.read_table(path).to_pandas()
+
+
+class _AsenReader:
+    """Parses one dataset's split files, collecting catalog rows, protocol rows and problems."""
+
+    def __init__(self, layout: AsenLayout, meta: AsenMeta) -> None:
+        self.layout = layout
+        self.meta = meta
+        self.problems: list[Problem] = []
+        self.rows: dict[str, dict] = {}
+        self.protocol: list[dict] = []
+        self.skipped_splits: dict[str, str] = {}
+        self.split_sizes: dict[str, int] = {}
+        self.protocol_values: dict[tuple[str, str], tuple[int, str, int]] = {}
+        self.deepfashion_labels: list[tuple[str, Path, int, list[tuple[int, int]]]] = []
+
+    def read_all(self) -> None:
+        """Read every split's files, then the DeepFashion label files, whose ranks need all splits."""
+        for split in SPLITS:
+            self.read_split(split)
+        if self.deepfashion_labels:
+            self.apply_deepfashion_labels()
+
+    def read_split(self, split: str) -> None:
+        filenames_path = self.layout.split_dir / f"filenames_{split}.txt"
+        label_path = self.layout.split_dir / f"label_{split}.txt"
+
+        if not filenames_path.is_file():
+            self.handle_missing_filenames(split, filenames_path, label_path)
+            return
+
+        self.read_filenames(split, filenames_path)
+        if split in EVAL_SPLITS:
+            for role in ROLES:
+                self.read_protocol_file(split, role)
+        if label_path.is_file():
+            self.read_label_file(split, label_path)
+
+    def handle_missing_filenames(self, split: str, filenames_path: Path, label_path: Path) -> None:
+        if split in EVAL_SPLITS:
+            self.add_problem("asen_missing_file", "stop", filenames_path, None, "", "", f"{filenames_path} not found, so the {split} split cannot be read; restore the file from the split archive")
+            return
+
+        reason = f"{filenames_path.name} not found"
+        if label_path.is_file():
+            reason += f", so the labels in {label_path.name} have no images"
+            self.read_label_file(split, label_path)
+        self.skipped_splits[split] = reason
+        _logger.warning("The %s split of %s is left out: %s", split, self.layout.dataset, reason)
+
+    def read_filenames(self, split: str, path: Path) -> None:
+        lines = read_lines(path, self.problems, "asen_file_encoding") or []
+        self.split_sizes[split] = len(lines)
+
+        for index, line in enumerate(lines):
+            image_path = line.strip()
+            reason = check_relative_path(image_path)
+            if reason is not None:
+                self.add_problem("asen_filename", "set_aside", path, index + 1, "path", image_path, f"image index {index} has no usable path: {reason}")
+                continue
+
+            image_id = f"{split}/{index}"
+            row = {ID_COLUMN: image_id, PATH_COLUMN: image_path, HASH_COLUMN: None, ROW_COLUMN: index + 1, SPLIT_COLUMN: split}
+            row.update({attribute: [] for attribute in self.meta.attributes})
+            self.rows[image_id] = row
+
+    def read_protocol_file(self, split: str, role: str) -> None:
+        path = self.layout.split_dir / f"{role}_{split}.txt"
+        if not path.is_file():
+            self.add_problem("asen_missing_file", "stop", path, None, "", "", f"{path} not found, so the {split} {role} list is incomplete; restore the file from the split archive")
+            return
+
+        for line_number, line in enumerate(read_lines(path, self.problems, "asen_file_encoding") or [], start=1):
+            fields = self.parse_integer_fields(path, line_number, line, "stop", expected_count=PROTOCOL_FIELD_COUNT)
+            if fields is None:
+                continue
+
+            image_index, attribute_index, value_index = fields
+            checked = self.check_label(split, path, line_number, image_index, attribute_index, value_index, "stop")
+            if checked is None:
+                continue
+
+            image_id, attribute = checked
+            self.protocol.append(
+                {"split": split, "role": role, "image_id": image_id, "attribute": attribute, "value_index": value_index, "line": line_number}
+            )
+            self.record_protocol_value(image_id, attribute, value_index, path, line_number)
+
+    def read_label_file(self, split: str, path: Path) -> None:
+        deepfashion_format = self.layout.dataset == "DeepFashion" and split in EVAL_SPLITS
+
+        for line_number, line in enumerate(read_lines(path, self.problems, "asen_file_encoding") or [], start=1):
+            fields = self.parse_integer_fields(path, line_number, line, "set_aside", expected_count=None)
+            if fields is None:
+                continue
+
+            image_index, pairs = fields[0], list(zip(fields[1::2], fields[2::2]))
+            if deepfashion_format:
+                self.collect_deepfashion_line(split, path, line_number, image_index, pairs)
+                continue
+            for attribute_index, value_index in pairs:
+                checked = self.check_label(split, path, line_number, image_index, attribute_index, value_index, "set_aside")
+                if checked is not None:
+                    self.add_value(*checked, self.meta.value_label(checked[1], value_index))
+
+    def parse_integer_fields(self, path: Path, line_number: int, line: str, action: Action, expected_count: int | None) -> list[int] | None:
+        """Return the line's whitespace-separated integers, or None after adding a problem.
+
+        With ``expected_count`` None the line must be an index followed by pairs, so its field
+        count must be odd.
+        """
+        text = line.strip()
+        if not text:
+            self.add_problem("asen_blank_line", "set_aside", path, line_number, "", "", "the line is blank; it is skipped, so remove it")
+            return None
+
+        tokens = text.split()
+        if expected_count is not None and len(tokens) != expected_count:
+            self.add_problem("asen_malformed_line", action, path, line_number, "", text, f"the line has {len(tokens)} fields, expected {expected_count} (<image_index> <attribute_index> <value_index>)")
+            return None
+        if expected_count is None and len(tokens) % 2 == 0:
+            self.add_problem("asen_malformed_line", action, path, line_number, "", text, f"the line has {len(tokens)} fields, expected an image index followed by pairs")
+            return None
+
+        if not all(token.isascii() and token.isdigit() for token in tokens):
+            self.add_problem("asen_malformed_line", action, path, line_number, "", text, "every field must be a non-negative integer")
+            return None
+        return [int(token) for token in tokens]
+
+    def check_label(
+        self, split: str, path: Path, line_number: int, image_index: int, attribute_index: int, value_index: int, action: Action
+    ) -> tuple[str, str] | None:
+        """Return ``(image_id, attribute)`` when the indices are in range, or None after adding a problem."""
+        size = self.split_sizes.get(split)
+        if size is not None and image_index >= size:
+            self.add_problem("asen_image_index", action, path, line_number, "image_index", str(image_index), f"image index {image_index} is beyond filenames_{split}.txt, which lists {size} images (0..{size - 1})")
+            return None
+
+        image_id = f"{split}/{image_index}"
+        if size is not None and image_id not in self.rows:
+            self.add_problem("asen_image_index", action, path, line_number, "image_index", str(image_index), f"image index {image_index} has no usable path in filenames_{split}.txt (line {image_index + 1})", image_id=image_id)
+            return None
+
+        if attribute_index >= len(self.meta.attributes):
+            self.add_problem("asen_attribute_index", action, path, line_number, "attribute_index", str(attribute_index), f"attribute index {attribute_index} is out of range: {self.layout.dataset} has {len(self.meta.attributes)} attributes (0..{len(self.meta.attributes) - 1})", image_id=image_id)
+            return None
+
+        attribute = self.meta.attributes[attribute_index]
+        count = self.meta.value_counts[attribute]
+        if value_index >= count:
+            self.add_problem("asen_value_index", action, path, line_number, attribute, str(value_index), f"value index {value_index} is out of range: {attribute} has {count} values (0..{count - 1}) in meta.json", image_id=image_id)
+            return None
+
+        if size is None:
+            return None
+        return image_id, attribute
+
+    def record_protocol_value(self, image_id: str, attribute: str, value_index: int, path: Path, line_number: int) -> None:
+        """Add a protocol value to the catalog, reporting an image given two values for one attribute."""
+        earlier = self.protocol_values.get((image_id, attribute))
+        if earlier is None:
+            self.protocol_values[(image_id, attribute)] = (value_index, path.name, line_number)
+        elif earlier[0] != value_index:
+            self.add_problem(
+                "asen_conflicting_value", "guard", path, line_number, attribute, str(value_index),
+                f"{image_id} has value {value_index} for {attribute} here but {earlier[0]} on {earlier[1]}:{earlier[2]}; both are kept",
+                image_id=image_id,
+            )
+        self.add_value(image_id, attribute, self.meta.value_label(attribute, value_index))
+
+    def collect_deepfashion_line(self, split: str, path: Path, line_number: int, image_index: int, pairs: list[tuple[int, int]]) -> None:
+        size = self.split_sizes[split]
+        image_id = f"{split}/{image_index}"
+        if image_index >= size or image_id not in self.rows:
+            self.add_problem("asen_image_index", "set_aside", path, line_number, "image_index", str(image_index), f"image index {image_index} has no image in filenames_{split}.txt, which lists {size} lines")
+            return
+
+        kept = []
+        for type_number, global_id in pairs:
+            if not 1 <= type_number <= len(self.meta.attributes):
+                self.add_problem("asen_deepfashion_type", "set_aside", path, line_number, "type", str(type_number), f"attribute type {type_number} is out of range 1..{len(self.meta.attributes)}; the pair ({type_number}, {global_id}) is left out", image_id=image_id)
+                continue
+            kept.append((type_number, global_id))
+        self.deepfashion_labels.append((image_id, path, line_number, kept))
+
+    def apply_deepfashion_labels(self) -> None:
+        """Map DeepFashion global ids to value indices (ranks within their type) and add them to the catalog."""
+        ids_by_type: dict[int, set[int]] = defaultdict(set)
+        for _, _, _, pairs in self.deepfashion_labels:
+            for type_number, global_id in pairs:
+                ids_by_type[type_number].add(global_id)
+
+        ranks = self.deepfashion_ranks(ids_by_type)
+        label_values: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for image_id, _, _, pairs in self.deepfashion_labels:
+            for type_number, global_id in pairs:
+                attribute = self.meta.attributes[type_number - 1]
+                if attribute in ranks:
+                    rank = ranks[attribute][global_id]
+                    label_values[(image_id, attribute)].add(rank)
+                    self.add_value(image_id, attribute, self.meta.value_label(attribute, rank))
+
+        self.check_protocol_against_labels(label_values, ranks)
+
+    def deepfashion_ranks(self, ids_by_type: dict[int, set[int]]) -> dict[str, dict[int, int]]:
+        """Return, per attribute, the rank of each global id among its type's sorted ids.
+
+        A rank is only the published value index when every id of the type occurs in the label
+        files, so a type whose distinct id count differs from ``ATTRIBUTES_NUM`` is reported and
+        left out.
+        """
+        ranks = {}
+        for type_number, attribute in enumerate(self.meta.attributes, start=1):
+            ids = sorted(ids_by_type.get(type_number, ()))
+            expected = self.meta.value_counts[attribute]
+            if len(ids) != expected:
+                label_paths = sorted({path for _, path, _, _ in self.deepfashion_labels})
+                files = ", ".join(path.name for path in label_paths)
+                self.add_problem(
+                    "asen_deepfashion_rank", "stop", label_paths[0], None, attribute, str(len(ids)),
+                    f"type {type_number} ({attribute}) has {len(ids)} distinct global ids in {files} but meta.json gives {expected} values, "
+                    f"so global ids cannot be mapped to value indices; its labels are left out",
+                )
+                continue
+            ranks[attribute] = {global_id: rank for rank, global_id in enumerate(ids)}
+        return ranks
+
+    def check_protocol_against_labels(self, label_values: dict[tuple[str, str], set[int]], ranks: dict[str, dict[int, int]]) -> None:
+        """Report protocol lines whose value index is not among the ranks the label file gives that image."""
+        labelled_images = {image_id for image_id, _, _, _ in self.deepfashion_labels}
+        for entry in self.protocol:
+            image_id, attribute = entry["image_id"], entry["attribute"]
+            if image_id not in labelled_images or attribute not in ranks:
+                continue
+
+            values = label_values.get((image_id, attribute), set())
+            if entry["value_index"] not in values:
+                path = self.layout.split_dir / f"{entry['role']}_{entry['split']}.txt"
+                self.add_problem(
+                    "asen_label_mismatch", "guard", path, entry["line"], attribute, str(entry["value_index"]),
+                    f"{image_id} has value index {entry['value_index']} for {attribute} here, but its label_{entry['split']}.txt line "
+                    f"gives {sorted(values) or 'no value'} for that type; the protocol value is kept",
+                    image_id=image_id,
+                )
+
+    def add_value(self, image_id: str, attribute: str, value: str) -> None:
+        values = self.rows[image_id][attribute]
+        if value not in values:
+            values.append(value)
+
+    def add_problem(
+        self, check: str, action: Action, path: Path, line_number: int | None, column: str, value: str, reason: str, image_id: str = ""
+    ) -> None:
+        location = f"{path}:{line_number}" if line_number is not None else str(path)
+        self.problems.append(
+            Problem(check=check, action=action, message=f"{location}: {reason}.", file=str(path), row=line_number, image_id=image_id, column=column, value=value)
+        )
+
+    def catalog_frame(self) -> pd.DataFrame:
+        columns = [*BASE_COLUMNS, *self.meta.attributes, SPLIT_COLUMN]
+        frame = pd.DataFrame.from_records(list(self.rows.values()), columns=columns)
+        frame[ROW_COLUMN] = frame[ROW_COLUMN].astype("int64")
+        return frame
+
+    def protocol_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame.from_records(self.protocol, columns=list(PROTOCOL_COLUMNS))
+        frame["value_index"] = frame["value_index"].astype("int64")
+        frame["line"] = frame["line"].astype("int64")
+        return frame
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}. Restore it from the split archive.") from error

@@ -1,0 +1,623 @@
+"""Train one increment: a new attribute head on the parent's backbone, with an EMA teacher.
+
+The student starts from the parent increment's checkpoint (or a fresh model when the parent is
+``init``), gets one new head for the increment's attributes, and trains on balanced doublets
+with InfoNCE. From the second increment on, the EMA teacher anchors the student: the student's
+backbone features and its earlier heads' embeddings are pulled towards the teacher's on the
+current batch. The teacher is an exponential moving average of the student, updated after every
+optimizer step.
+
+Outputs, under the project root: ``models/<increment>/last.pt`` (every ``checkpoint_every``
+steps and at each epoch end, for ``--resume``), ``models/<increment>/checkpoint.pt`` (final) and
+``metrics/train/<increment>.json`` (per-epoch loss and cost). A resumed run reaches the same
+weights as an uninterrupted run with the same seed: batches come from ``(seed, epoch)``, the
+augmentation of a step from ``(seed, step)``, and the checkpoint holds every other state.
+
+CLI: ``mclfir train --increment inc1 [--resume] [--max-steps N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from mclfir.config import ModelConfig, TrainConfig, load_model_config, load_params, load_train_config, to_dict
+from mclfir.paths import resolve
+
+if TYPE_CHECKING:
+    import torch
+
+    from mclfir.data.doublets import DoubletBatch, DoubletSampler
+    from mclfir.data.image_cache import ImageCache
+    from mclfir.model.ema import EmaTeacher
+    from mclfir.model.multihead import MultiHeadModel
+
+_logger = logging.getLogger(__name__)
+
+INIT_PARENT = "init"
+CHECKPOINT_FILE = "checkpoint.pt"
+LAST_FILE = "last.pt"
+# Large odd multiplier that spreads (seed, step) pairs over distinct augmentation seeds.
+_STEP_SEED_STRIDE = 1_000_003
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    """Where training reads its inputs and writes its outputs; relative paths start at the project root."""
+
+    cache_dir: str = "data/cache"
+    splits_dir: str = "data/splits"
+    models_dir: str = "models"
+    metrics_dir: str = "metrics/train"
+
+    def model_dir(self, increment: str) -> Path:
+        """Folder of an increment's checkpoints."""
+        return resolve(self.models_dir) / increment
+
+    def metrics_file(self, increment: str) -> Path:
+        """Training metrics file of an increment."""
+        return resolve(self.metrics_dir) / f"{increment}.json"
+
+
+@dataclass
+class TrainProgress:
+    """Counters that a checkpoint saves so that a resumed run continues them."""
+
+    step: int = 0
+    epoch: int = 0
+    wall_s: float = 0.0
+    images_seen: int = 0
+    epoch_losses: list[dict[str, float]] = field(default_factory=list)
+    # Sums over the steps done so far in the current epoch, keyed by loss name.
+    running: dict[str, float] = field(default_factory=dict)
+    running_steps: int = 0
+
+    def cost(self) -> dict[str, float | int]:
+        """Training cost so far: wall time, images seen (2 per pair) and optimizer steps."""
+        return {"wall_s": round(self.wall_s, 2), "images_seen": self.images_seen, "steps": self.step}
+
+
+def select_device() -> "torch.device":
+    """Return CUDA when present, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_context(device: "torch.device", cpu_bf16: bool):
+    """Return bf16 autocast on CUDA, and on the CPU when ``cpu_bf16`` is set; otherwise a no-op."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def augment_images(
+    images: "torch.Tensor",
+    image_size: Sequence[int],
+    generator: "torch.Generator",
+    crop_scale_min: float = 0.9,
+    hflip: bool = True,
+) -> "torch.Tensor":
+    """Augment uint8 ``[B, H0, W0, 3]`` into float ``[B, 3, H, W]`` in [0, 1] at ``image_size``.
+
+    Each image gets a random horizontal flip and a random crop whose sides are a fraction in
+    ``[crop_scale_min, 1]`` of the image's, kept inside the image and with its aspect ratio.
+    The crop and the resize are one bilinear ``grid_sample``. Colours are never changed because
+    colour is an attribute, and the mild scale keeps sleeves and hems in view. The model
+    normalises the result with its backbone's mean and std.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    B = images.shape[0]
+    height, width = int(image_size[0]), int(image_size[1])
+    batch = images.permute(0, 3, 1, 2).float().div_(255.0)  # [B, 3, H0, W0]
+
+    scale = crop_scale_min + (1.0 - crop_scale_min) * torch.rand(B, generator=generator)
+    # The crop centre may move by (1 - scale) in normalised [-1, 1] coordinates and stay inside.
+    shift = (1.0 - scale)[:, None] * (2.0 * torch.rand(B, 2, generator=generator) - 1.0)  # [B, 2]
+    flip = torch.ones(B)
+    if hflip:
+        flip = torch.where(torch.rand(B, generator=generator) < 0.5, -1.0, 1.0)
+
+    theta = torch.zeros(B, 2, 3)
+    theta[:, 0, 0] = scale * flip
+    theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta.to(batch.device), [B, 3, height, width], align_corners=False)  # [B, H, W, 2]
+    batch = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return batch
+
+
+def build_scheduler(optimizer: "torch.optim.Optimizer", total_steps: int, warmup_fraction: float):
+    """Return a linear warm-up then cosine decay to zero over ``total_steps``, stepped once per step."""
+    import torch
+
+    warmup_steps = max(1, int(round(total_steps * warmup_fraction)))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def build_optimizer(model: "torch.nn.Module", cfg: TrainConfig) -> "torch.optim.AdamW":
+    """Return AdamW with weight decay on weight matrices and kernels only, not on biases and norms."""
+    import torch
+
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def load_increment_plan(params: dict[str, Any], increment: str) -> tuple[list[str], str]:
+    """Return the attributes and the parent of ``increment`` from the ``increments`` section."""
+    plan = params.get("increments") or {}
+    if increment not in plan:
+        known = ", ".join(plan) or "none"
+        raise KeyError(f"Unknown increment {increment!r} in params.yaml; known increments: {known}.")
+    entry = plan[increment]
+    attributes = list(entry.get("attributes") or [])
+    if not attributes:
+        raise ValueError(f"Increment {increment!r} in params.yaml lists no attributes; add at least one.")
+    return attributes, str(entry.get("parent", INIT_PARENT))
+
+
+def build_models(
+    model_cfg: ModelConfig,
+    increment: str,
+    attributes: list[str],
+    parent: str,
+    paths: TrainPaths,
+    ema_decay: float,
+) -> tuple["MultiHeadModel", "EmaTeacher"]:
+    """Return the student with the increment's new head and its EMA teacher.
+
+    With a parent checkpoint, the student starts from the parent's student weights and the
+    teacher from the parent's EMA weights; the new head is copied into the teacher from the student.
+    """
+    from mclfir.model.checkpoint import load_checkpoint
+    from mclfir.model.ema import EmaTeacher
+    from mclfir.model.multihead import MultiHeadModel
+
+    if parent == INIT_PARENT:
+        model = MultiHeadModel(model_cfg)
+        model.add_increment(increment, attributes)
+        return model, EmaTeacher(model, ema_decay)
+
+    parent_path = paths.model_dir(parent) / CHECKPOINT_FILE
+    if not parent_path.is_file():
+        raise FileNotFoundError(
+            f"Parent checkpoint not found: {parent_path}. Train increment {parent!r} first "
+            f"(`mclfir train --increment {parent}`)."
+        )
+    payload = load_checkpoint(parent_path)
+    model = MultiHeadModel.from_structure(model_cfg, payload["structure"])
+    model.load_state_dict(payload["model"])
+    teacher = EmaTeacher(model, ema_decay)
+    teacher.load_state_dict(payload["ema"])
+
+    model.add_increment(increment, attributes)
+    teacher.sync_structure(model)
+    return model, teacher
+
+
+def build_sampler(
+    increment: str,
+    attributes: list[str],
+    cache: "ImageCache",
+    paths: TrainPaths,
+    cfg: TrainConfig,
+) -> "DoubletSampler":
+    """Return the doublet sampler over the train images of the increment's attributes."""
+    from mclfir.data.doublets import DoubletSampler, read_train_pool
+
+    split_dir = resolve(paths.splits_dir) / increment
+    pools = [read_train_pool(split_dir / f"{attribute}.parquet", cache.rows) for attribute in attributes]
+    for pool in pools:
+        _logger.info("Attribute %s: %d train images over %d values", pool.attribute, pool.images, len(pool.values))
+    return DoubletSampler(pools, cfg.pairs_per_epoch, cfg.batch_size, cfg.seed, cfg.mixed_batches)
+
+
+class IncrementTrainer:
+    """The training loop of one increment: steps, EMA updates, logging and checkpoints."""
+
+    def __init__(
+        self,
+        increment: str,
+        model: "MultiHeadModel",
+        teacher: "EmaTeacher",
+        sampler: "DoubletSampler",
+        cache: "ImageCache",
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        paths: TrainPaths,
+        distill: bool,
+        config_record: dict[str, Any],
+        device: "torch.device | None" = None,
+    ) -> None:
+        import torch
+
+        self.increment = increment
+        self.device = device or select_device()
+        self.model = model.to(self.device)
+        self.teacher = teacher
+        self.teacher.module.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+            self.teacher.module.to(memory_format=torch.channels_last)
+        self.sampler = sampler
+        self.cache = cache
+        self.model_cfg = model_cfg
+        self.cfg = cfg
+        self.paths = paths
+        self.distill = distill
+        self.config_record = config_record
+        self.image_size = list(model.image_size)
+
+        self.new_attributes = list(model.increments[increment])
+        self.old_attributes = [name for name in model.attributes if name not in self.new_attributes]
+        self.total_steps = cfg.epochs * len(sampler)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.warmup_fraction)
+        self.progress = TrainProgress()
+
+    # ----- one step -----
+
+    def prepare_batch(self, batch: "DoubletBatch", step: int) -> tuple["torch.Tensor", "torch.Generator"]:
+        """Read and augment the 2P images of a batch, laid out as ``[anchors; positives]``."""
+        import torch
+
+        generator = torch.Generator().manual_seed(self.cfg.seed * _STEP_SEED_STRIDE + step)
+        rows = np.concatenate([batch.anchor_rows, batch.positive_rows])
+        images = self.cache.read_rows(rows)  # [2P, H0, W0, 3] uint8
+        inputs = augment_images(images, self.image_size, generator, self.cfg.crop_scale_min, self.cfg.hflip)
+        inputs = inputs.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, generator
+
+    def compute_losses(self, inputs: "torch.Tensor", batch: "DoubletBatch", generator: "torch.Generator") -> dict[str, "torch.Tensor"]:
+        """Return the loss terms of one batch; ``loss`` is the total that is back-propagated."""
+        import torch
+
+        from mclfir.losses import info_nce_loss
+
+        P = len(batch)
+        attribute_ids = torch.from_numpy(batch.attribute_ids).to(self.device)
+        value_ids = torch.from_numpy(batch.value_ids).to(self.device)
+        attributes = [self.sampler.attributes[i] for i in batch.attribute_ids]
+
+        with autocast_context(self.device, self.cfg.cpu_bf16):
+            features = self.model.features(inputs)  # [2P, C, h, w]
+            embeddings = self.model.embed(features, attributes + attributes)  # [2P, D]
+        losses = {"nce": info_nce_loss(embeddings[:P], embeddings[P:], attribute_ids, value_ids, self.cfg.temperature)}
+
+        if self.distill:
+            losses.update(self._distillation_losses(inputs, features, generator))
+            distill_total = sum(value for name, value in losses.items() if name.startswith("distill_"))
+            losses["loss"] = losses["nce"] + self.cfg.distill_weight * distill_total
+        else:
+            losses["loss"] = losses["nce"]
+        return losses
+
+    def _distillation_losses(self, inputs, features, generator) -> dict[str, "torch.Tensor"]:
+        """Pull the student's features, and its old heads' embeddings, towards the teacher's."""
+        import torch
+
+        from mclfir.losses import embedding_distillation_loss, feature_distillation_loss
+
+        with torch.no_grad(), autocast_context(self.device, self.cfg.cpu_bf16):
+            teacher_features = self.teacher.module.features(inputs)
+        losses = {"distill_features": feature_distillation_loss(features, teacher_features)}
+
+        if self.old_attributes:
+            # One old attribute per image, drawn at random, keeps the cost flat as heads accumulate.
+            picks = torch.randint(len(self.old_attributes), (inputs.shape[0],), generator=generator)
+            old = [self.old_attributes[i] for i in picks.tolist()]
+            with autocast_context(self.device, self.cfg.cpu_bf16):
+                student_old = self.model.embed(features, old)  # [2P, D]
+            with torch.no_grad(), autocast_context(self.device, self.cfg.cpu_bf16):
+                teacher_old = self.teacher.module.embed(teacher_features, old)
+            losses["distill_heads"] = embedding_distillation_loss(student_old, teacher_old)
+        return losses
+
+    def train_step(self, batch: "DoubletBatch") -> dict[str, float]:
+        """Run one optimizer step and the EMA update; return the loss terms as floats."""
+        inputs, generator = self.prepare_batch(batch, self.progress.step)
+        self.model.train()
+        losses = self.compute_losses(inputs, batch, generator)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.progress.step += 1
+        self.teacher.update(self.model)
+
+        self.progress.images_seen += 2 * len(batch)
+        return {name: float(value.detach()) for name, value in losses.items()}
+
+    # ----- the loop -----
+
+    def fit(self, max_steps: int | None = None) -> bool:
+        """Train until the last epoch ends or ``max_steps`` optimizer steps are done in total.
+
+        Returns True when every epoch is done. ``last.pt`` is written every ``checkpoint_every``
+        steps, at each epoch end and when ``max_steps`` stops the run.
+        """
+        from tqdm import tqdm
+
+        batches_per_epoch = len(self.sampler)
+        bar = tqdm(total=self.total_steps, initial=self.progress.step, desc=f"train {self.increment}", unit="step")
+        started = time.perf_counter()
+        wall_before = self.progress.wall_s
+        stopped = False
+
+        while self.progress.epoch < self.cfg.epochs and not stopped:
+            epoch = self.progress.epoch
+            batches = self.sampler.epoch(epoch)
+            first = self.progress.step - epoch * batches_per_epoch
+            for batch in batches[first:]:
+                terms = self.train_step(batch)
+                self._accumulate(terms)
+                self.progress.wall_s = wall_before + time.perf_counter() - started
+                self._report(bar, terms)
+
+                if self.progress.step % self.cfg.checkpoint_every == 0:
+                    self.save(self.paths.model_dir(self.increment) / LAST_FILE)
+                if max_steps is not None and self.progress.step >= max_steps:
+                    stopped = True
+                    break
+
+            if not stopped or self.progress.step == (epoch + 1) * batches_per_epoch:
+                self._close_epoch(epoch)
+            self.save(self.paths.model_dir(self.increment) / LAST_FILE)
+
+        bar.close()
+        return self.progress.epoch >= self.cfg.epochs
+
+    def _accumulate(self, terms: dict[str, float]) -> None:
+        for name, value in terms.items():
+            self.progress.running[name] = self.progress.running.get(name, 0.0) + value
+        self.progress.running_steps += 1
+
+    def _close_epoch(self, epoch: int) -> None:
+        steps = max(1, self.progress.running_steps)
+        means = {name: total / steps for name, total in self.progress.running.items()}
+        self.progress.epoch_losses.append({"epoch": epoch, **means})
+        _logger.info("Epoch %d of %s done: %s", epoch, self.increment, ", ".join(f"{k} {v:.4f}" for k, v in means.items()))
+        self.progress.epoch = epoch + 1
+        self.progress.running = {}
+        self.progress.running_steps = 0
+
+    def _report(self, bar, terms: dict[str, float]) -> None:
+        progress = self.progress
+        images_per_s = progress.images_seen / progress.wall_s if progress.wall_s > 0 else 0.0
+        bar.update(1)
+        bar.set_postfix(loss=f"{terms['loss']:.3f}", img_s=f"{images_per_s:.0f}")
+        if progress.step % self.cfg.log_every == 0:
+            remaining = self.total_steps - progress.step
+            eta_s = remaining * progress.wall_s / max(1, progress.step)
+            _logger.info(
+                "%s step %d/%d: loss %.4f (nce %.4f), lr %.2e, %.0f images/s, ETA %.0f s",
+                self.increment, progress.step, self.total_steps, terms["loss"], terms["nce"],
+                self.scheduler.get_last_lr()[0], images_per_s, eta_s,
+            )
+
+    # ----- checkpoints -----
+
+    def state_payload(self) -> dict[str, Any]:
+        """Return the checkpoint payload: plain data and tensors only, loadable with ``weights_only=True``."""
+        from mclfir.model.checkpoint import capture_rng_state
+
+        progress = self.progress
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.teacher.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": progress.step,
+            "epoch": progress.epoch,
+            "rng": {
+                **capture_rng_state(),
+                # The sampler draws an epoch's batches from (seed, epoch), so its position is its whole state.
+                "sampler": {"seed": self.sampler.seed, "epoch": progress.epoch, "batches_per_epoch": len(self.sampler)},
+            },
+            "config": self.config_record,
+            "structure": self.model.structure(),
+            "increment": self.increment,
+            "cost": progress.cost(),
+            "history": {
+                "epoch_losses": progress.epoch_losses,
+                "running": progress.running,
+                "running_steps": progress.running_steps,
+            },
+        }
+
+    def save(self, path: Path) -> None:
+        """Write the checkpoint payload to ``path`` atomically."""
+        from mclfir.model.checkpoint import save_checkpoint
+
+        save_checkpoint(path, self.state_payload())
+
+    def load(self, path: Path) -> None:
+        """Restore a run from a checkpoint written by :meth:`save`."""
+        from mclfir.model.checkpoint import load_checkpoint, restore_rng_state
+
+        payload = load_checkpoint(path)
+        if payload.get("increment") != self.increment:
+            raise ValueError(
+                f"Checkpoint {path} belongs to increment {payload.get('increment')!r}, not {self.increment!r}; "
+                "run without --resume to start this increment afresh."
+            )
+        self.model.load_state_dict(payload["model"])
+        self.teacher.load_state_dict(payload["ema"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+
+        history = payload["history"]
+        cost = payload["cost"]
+        self.progress = TrainProgress(
+            step=int(payload["step"]),
+            epoch=int(payload["epoch"]),
+            wall_s=float(cost["wall_s"]),
+            images_seen=int(cost["images_seen"]),
+            epoch_losses=list(history["epoch_losses"]),
+            running=dict(history["running"]),
+            running_steps=int(history["running_steps"]),
+        )
+        self._check_sampler(payload["rng"]["sampler"], path)
+        restore_rng_state(payload["rng"])
+        _logger.info("Resumed %s from %s at step %d (epoch %d)", self.increment, path, self.progress.step, self.progress.epoch)
+
+    def _check_sampler(self, saved: dict[str, Any], path: Path) -> None:
+        """Raise when the sampler would plan other batches than the run being resumed."""
+        current = {"seed": self.sampler.seed, "batches_per_epoch": len(self.sampler)}
+        mismatched = {key: (saved[key], value) for key, value in current.items() if saved[key] != value}
+        if mismatched:
+            raise ValueError(
+                f"Cannot resume from {path}: the doublet sampler changed since it was written "
+                f"(saved, now): {mismatched}. Resume with the same train parameters, or run without --resume."
+            )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch so that model initialisation is reproducible."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run wrote and how far it got."""
+
+    increment: str
+    checkpoint: Path
+    metrics: Path
+    completed: bool
+    cost: dict[str, float | int]
+    epoch_losses: list[dict[str, float]]
+
+
+def train_increment(
+    increment: str,
+    params: dict[str, Any] | None = None,
+    paths: TrainPaths = TrainPaths(),
+    resume: bool = False,
+    max_steps: int | None = None,
+    device: "torch.device | None" = None,
+) -> TrainResult:
+    """Train one increment end to end and write its checkpoints and metrics.
+
+    ``max_steps`` stops after that many optimizer steps in total (the schedule still spans
+    every epoch, so a later ``resume`` continues the same run).
+    """
+    import torch
+
+    from mclfir.data.image_cache import ImageCache
+
+    params = load_params() if params is None else params
+    model_cfg = load_model_config(params)
+    cfg = load_train_config(params)
+    attributes, parent = load_increment_plan(params, increment)
+    torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
+    seed_everything(cfg.seed)
+
+    model, teacher = build_models(model_cfg, increment, attributes, parent, paths, cfg.ema_decay)
+    cache = ImageCache(paths.cache_dir)
+    sampler = build_sampler(increment, attributes, cache, paths, cfg)
+    config_record = {
+        "model": to_dict(model_cfg),
+        "train": to_dict(cfg),
+        "increment": {"name": increment, "attributes": attributes, "parent": parent},
+    }
+    trainer = IncrementTrainer(
+        increment, model, teacher, sampler, cache, model_cfg, cfg, paths,
+        distill=parent != INIT_PARENT, config_record=config_record, device=device,
+    )
+
+    last_path = paths.model_dir(increment) / LAST_FILE
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(f"Cannot resume: {last_path} not found. Run without --resume to start {increment}.")
+        trainer.load(last_path)
+    _logger.info(
+        "Training %s (%s) from %s on %s: %d epochs x %d steps of %d pairs, image size %s",
+        increment, ", ".join(attributes), parent, trainer.device, cfg.epochs, len(sampler), cfg.batch_size, trainer.image_size,
+    )
+
+    completed = trainer.fit(max_steps)
+    checkpoint_path = paths.model_dir(increment) / CHECKPOINT_FILE
+    trainer.save(checkpoint_path)
+    metrics_path = write_train_metrics(trainer, parent, completed)
+    return TrainResult(increment, checkpoint_path, metrics_path, completed, trainer.progress.cost(), trainer.progress.epoch_losses)
+
+
+def write_train_metrics(trainer: IncrementTrainer, parent: str, completed: bool) -> Path:
+    """Write ``metrics/train/<increment>.json``: per-epoch losses, cost and the run's shape."""
+    path = trainer.paths.metrics_file(trainer.increment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "increment": trainer.increment,
+        "parent": parent,
+        "attributes": trainer.new_attributes,
+        "completed": completed,
+        "device": trainer.device.type,
+        "epochs": trainer.progress.epoch_losses,
+        "cost": trainer.progress.cost(),
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Declare the options of ``mclfir train``."""
+    defaults = TrainPaths()
+    parser.add_argument("--increment", required=True, help="increment to train, as named in params.yaml")
+    parser.add_argument("--resume", action="store_true", help="continue from models/<increment>/last.pt")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
+    parser.add_argument("--cache", default=defaults.cache_dir, help=f"image cache folder (default {defaults.cache_dir})")
+    parser.add_argument("--splits", default=defaults.splits_dir, help=f"split files folder (default {defaults.splits_dir})")
+    parser.add_argument("--models", default=defaults.models_dir, help=f"checkpoint folder (default {defaults.models_dir})")
+    parser.add_argument("--metrics", default=defaults.metrics_dir, help=f"training metrics folder (default {defaults.metrics_dir})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train the increment and print where its checkpoint and metrics went."""
+    paths = TrainPaths(cache_dir=args.cache, splits_dir=args.splits, models_dir=args.models, metrics_dir=args.metrics)
+    result = train_increment(args.increment, paths=paths, resume=args.resume, max_steps=args.max_steps)
+    state = "done" if result.completed else "stopped early (resume with --resume)"
+    print(
+        f"Training of {result.increment} {state}: {result.cost['steps']} steps, {result.cost['images_seen']} images, "
+        f"{result.cost['wall_s']} s; checkpoint {result.checkpoint}, metrics {result.metrics}"
+    )
+    return 0

@@ -1,0 +1,278 @@
+"""Tests of increment training on a tiny generated dataset with a tiny timm backbone.
+
+Images are 32x32 squares of one of three colours with a dark patch on the left or the right,
+so ``colour`` (increment inc0) and ``side`` (increment inc1) are both learnable.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from mclfir.config import load_model_config, load_train_config
+from mclfir.data.catalog import Catalog, write_catalog
+from mclfir.data.image_cache import ImageCache, build_image_cache
+from mclfir.model.checkpoint import load_checkpoint
+from mclfir.train import (
+    IncrementTrainer,
+    TrainPaths,
+    augment_images,
+    build_models,
+    build_sampler,
+    train_increment,
+)
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 200)}
+SIDES = ("left", "right")
+IMAGES_PER_COMBINATION = 4
+
+
+def _params(epochs: int = 2, pairs_per_epoch: int = 16, checkpoint_every: int = 100) -> dict:
+    return {
+        "model": {
+            "backbone": "test_resnet",
+            "feature_index": 2,
+            "image_size": [32, 32],
+            "pretrained": False,
+            "embed_dim": 16,
+            "attention_dim": 16,
+        },
+        "train": {
+            "epochs": epochs,
+            "batch_size": 4,
+            "pairs_per_epoch": pairs_per_epoch,
+            "lr": 1e-3,
+            "ema_decay": 0.9,
+            "seed": 3,
+            "checkpoint_every": checkpoint_every,
+            "log_every": 1,
+            "num_threads": 1,
+        },
+        "increments": {
+            "inc0": {"attributes": ["colour"], "parent": "init"},
+            "inc1": {"attributes": ["side"], "parent": "inc0"},
+        },
+    }
+
+
+def _draw(colour: str, side: str) -> Image.Image:
+    pixels = np.full((32, 32, 3), COLOURS[colour], dtype=np.uint8)
+    columns = slice(2, 12) if side == "left" else slice(20, 30)
+    pixels[10:22, columns] = 20
+    return Image.fromarray(pixels)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """Cache and split files of 24 generated images, shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "images").mkdir()
+    records = []
+    for colour in COLOURS:
+        for side in SIDES:
+            for copy_index in range(IMAGES_PER_COMBINATION):
+                image_id = f"{colour}-{side}-{copy_index}"
+                _draw(colour, side).save(root / "images" / f"{image_id}.png")
+                records.append({"image_id": image_id, "colour": colour, "side": side})
+    frame = pd.DataFrame.from_records(records)
+
+    catalog = pd.DataFrame(
+        {
+            "image_id": frame["image_id"],
+            "path": "images/" + frame["image_id"] + ".png",
+            "content_hash": None,
+            "source_row": range(2, len(frame) + 2),
+            "colour": frame["colour"].map(lambda value: [value]),
+            "side": frame["side"].map(lambda value: [value]),
+        }
+    )
+    write_catalog(Catalog(catalog, ["colour", "side"], "test", str(root)), root / "catalog.parquet")
+    build_image_cache(root / "catalog.parquet", root / "cache")
+
+    for increment, attribute in (("inc0", "colour"), ("inc1", "side")):
+        split_dir = root / "splits" / increment
+        split_dir.mkdir(parents=True)
+        split = pd.DataFrame({"image_id": frame["image_id"], "value": frame[attribute], "role": "train"})
+        split.to_parquet(split_dir / f"{attribute}.parquet")
+    return root
+
+
+def _paths(data_dir: Path, out: Path) -> TrainPaths:
+    return TrainPaths(
+        cache_dir=str(data_dir / "cache"),
+        splits_dir=str(data_dir / "splits"),
+        models_dir=str(out / "models"),
+        metrics_dir=str(out / "metrics"),
+    )
+
+
+def _trainer(data_dir: Path, out: Path, increment: str, params: dict) -> IncrementTrainer:
+    model_cfg = load_model_config(params)
+    cfg = load_train_config(params)
+    plan = params["increments"][increment]
+    paths = _paths(data_dir, out)
+    torch.manual_seed(cfg.seed)
+    model, teacher = build_models(model_cfg, increment, plan["attributes"], plan["parent"], paths, cfg.ema_decay)
+    cache = ImageCache(paths.cache_dir)
+    sampler = build_sampler(increment, plan["attributes"], cache, paths, cfg)
+    return IncrementTrainer(
+        increment, model, teacher, sampler, cache, model_cfg, cfg, paths,
+        distill=plan["parent"] != "init", config_record={}, device=torch.device("cpu"),
+    )
+
+
+def _assert_states_close(first: dict, second: dict) -> None:
+    assert list(first) == list(second)
+    for key in first:
+        assert torch.allclose(first[key].float(), second[key].float(), rtol=0, atol=1e-6), key
+
+
+def test_train_writes_checkpoint_and_metrics(data_dir, tmp_path):
+    params = _params()
+    paths = _paths(data_dir, tmp_path)
+
+    result = train_increment("inc0", params, paths, device=torch.device("cpu"))
+
+    # 16 pairs per epoch in batches of 4: 4 steps per epoch, 2 epochs, 8 images per step.
+    assert result.completed
+    assert result.cost["steps"] == 8
+    assert result.cost["images_seen"] == 64
+    metrics = json.loads(result.metrics.read_text())
+    assert [entry["epoch"] for entry in metrics["epochs"]] == [0, 1]
+    assert metrics["cost"]["steps"] == 8
+    assert (tmp_path / "models" / "inc0" / "last.pt").is_file()
+
+
+def test_checkpoint_loads_with_weights_only(data_dir, tmp_path):
+    train_increment("inc0", _params(epochs=1), _paths(data_dir, tmp_path), device=torch.device("cpu"))
+    path = tmp_path / "models" / "inc0" / "checkpoint.pt"
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+
+    for key in ("model", "ema", "optimizer", "scheduler", "step", "epoch", "rng", "config", "structure", "increment", "cost"):
+        assert key in payload, key
+    assert payload["structure"]["attributes"] == ["colour"]
+    assert payload["rng"]["sampler"]["seed"] == 3
+
+
+def test_loss_decreases_during_training(data_dir, tmp_path):
+    params = _params(epochs=6, pairs_per_epoch=32)
+
+    result = train_increment("inc0", params, _paths(data_dir, tmp_path), device=torch.device("cpu"))
+
+    losses = [entry["nce"] for entry in result.epoch_losses]
+    assert losses[-1] < losses[0]
+
+
+def test_ema_changes_and_differs_from_frozen_copy(data_dir, tmp_path):
+    trainer = _trainer(data_dir, tmp_path, "inc0", _params())
+    frozen = copy.deepcopy(trainer.teacher.module.state_dict())
+
+    trainer.fit()
+
+    teacher_state = trainer.teacher.module.state_dict()
+    student_state = trainer.model.state_dict()
+    weight = "backbone.body.conv1.weight"
+    assert trainer.teacher.step == 8
+    assert not torch.equal(teacher_state[weight], frozen[weight])
+    assert not torch.equal(teacher_state[weight], student_state[weight])
+    assert all(not parameter.requires_grad for parameter in trainer.teacher.module.parameters())
+    assert not trainer.teacher.module.training
+
+
+def test_augmentation_keeps_colour_and_shape():
+    images = torch.from_numpy(np.asarray(_draw("blue", "left")))[None].repeat(4, 1, 1, 1)
+    generator = torch.Generator().manual_seed(0)
+
+    batch = augment_images(images, [48, 40], generator, crop_scale_min=0.9, hflip=True)
+
+    assert batch.shape == (4, 3, 48, 40)
+    assert batch.min() >= 0.0
+    assert batch.max() <= 1.0
+    # The background colour of each image is untouched: only geometry changes.
+    expected = torch.tensor(COLOURS["blue"]) / 255.0
+    assert torch.allclose(batch[:, :, 0, 0], expected.expand(4, 3), atol=1e-5)
+
+
+def test_augmentation_deterministic_given_generator():
+    images = torch.randint(0, 256, (3, 20, 16, 3), dtype=torch.uint8)
+
+    first = augment_images(images, [24, 24], torch.Generator().manual_seed(5))
+    second = augment_images(images, [24, 24], torch.Generator().manual_seed(5))
+
+    assert torch.equal(first, second)
+
+
+def test_parent_weights_carry_over(data_dir, tmp_path):
+    params = _params(epochs=1)
+    paths = _paths(data_dir, tmp_path)
+    train_increment("inc0", params, paths, device=torch.device("cpu"))
+    parent = load_checkpoint(tmp_path / "models" / "inc0" / "checkpoint.pt")
+
+    trainer = _trainer(data_dir, tmp_path, "inc1", params)
+    start = trainer.model.state_dict()
+
+    carried = [key for key in parent["model"] if key.startswith(("backbone.", "heads.inc0."))]
+    assert carried
+    for key in carried:
+        assert torch.equal(start[key], parent["model"][key]), key
+    assert trainer.model.structure()["attributes"] == ["colour", "side"]
+    assert trainer.distill
+    assert trainer.old_attributes == ["colour"]
+
+
+def test_second_increment_trains_with_distillation(data_dir, tmp_path):
+    params = _params(epochs=1)
+    paths = _paths(data_dir, tmp_path)
+    train_increment("inc0", params, paths, device=torch.device("cpu"))
+
+    result = train_increment("inc1", params, paths, device=torch.device("cpu"))
+
+    terms = result.epoch_losses[0]
+    assert terms["distill_features"] >= 0.0
+    assert terms["distill_heads"] >= 0.0
+    assert terms["loss"] > terms["nce"]
+    payload = load_checkpoint(result.checkpoint)
+    assert list(payload["structure"]["increments"]) == ["inc0", "inc1"]
+
+
+def test_resume_matches_uninterrupted_run(data_dir, tmp_path):
+    params = _params(epochs=2, pairs_per_epoch=16)
+    whole = tmp_path / "whole"
+    split = tmp_path / "split"
+
+    reference = train_increment("inc0", params, _paths(data_dir, whole), device=torch.device("cpu"))
+    stopped = train_increment("inc0", params, _paths(data_dir, split), max_steps=3, device=torch.device("cpu"))
+    resumed = train_increment("inc0", params, _paths(data_dir, split), resume=True, device=torch.device("cpu"))
+
+    assert not stopped.completed
+    assert stopped.cost["steps"] == 3
+    assert resumed.completed
+    assert resumed.cost["steps"] == reference.cost["steps"] == 8
+    whole_payload = load_checkpoint(reference.checkpoint)
+    split_payload = load_checkpoint(resumed.checkpoint)
+    _assert_states_close(whole_payload["model"], split_payload["model"])
+    _assert_states_close(whole_payload["ema"]["module"], split_payload["ema"]["module"])
+    assert whole_payload["ema"]["step"] == split_payload["ema"]["step"]
+    for whole_epoch, split_epoch in zip(reference.epoch_losses, resumed.epoch_losses):
+        assert whole_epoch["loss"] == pytest.approx(split_epoch["loss"], abs=1e-6)
+
+
+def test_resume_without_last_checkpoint_raises(data_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        train_increment("inc0", _params(), _paths(data_dir, tmp_path), resume=True, device=torch.device("cpu"))
+
+
+def test_unknown_increment_raises(data_dir, tmp_path):
+    with pytest.raises(KeyError, match="'inc9'"):
+        train_increment("inc9", _params(), _paths(data_dir, tmp_path), device=torch.device("cpu"))
+
+
+def test_missing_parent_checkpoint_raises(data_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="mclfir train --increment inc0"):
+        train_increment("inc1", _params(), _paths(data_dir, tmp_path), device=torch.device("cpu"))
