@@ -15,6 +15,20 @@ from mclfir.data.catalog import read_catalog, write_catalog
 REAL_DATASETS = ["FashionAI", "DARN", "DeepFashion"]
 
 
+@pytest.fixture(scope="module")
+def read_real():
+    """Return a reader of the real split files that parses each (folder, dataset) once per module."""
+    results = {}
+
+    def read(root: Path, dataset: str):
+        key = (root, dataset)
+        if key not in results:
+            results[key] = read_asen(root, dataset)
+        return results[key]
+
+    return read
+
+
 def _lines(path: Path) -> list[bytes]:
     """Split a file's bytes into lines, treating CRLF, LF and a lone CR each as one line end."""
     data = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -64,10 +78,10 @@ def _write_split(split_dir: Path, split: str, filenames: list[str], query: list[
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("dataset", REAL_DATASETS)
-def test_real_counts_match_files(asen_root, dataset):
+def test_real_counts_match_files(asen_root, read_real, dataset):
     split_dir = asen_root / "asenpp" / dataset
 
-    catalog, protocol, problems = read_asen(asen_root, dataset)
+    catalog, protocol, problems = read_real(asen_root, dataset)
 
     assert problems == []
     for split in ("valid", "test"):
@@ -86,10 +100,10 @@ def test_real_counts_match_files(asen_root, dataset):
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("dataset", REAL_DATASETS)
-def test_real_protocol_order_preserved(asen_root, dataset):
+def test_real_protocol_order_preserved(asen_root, read_real, dataset):
     meta = json.loads((asen_root / "asenpp" / "meta.json").read_text())
 
-    _, protocol, _ = read_asen(asen_root, dataset)
+    _, protocol, _ = read_real(asen_root, dataset)
 
     expected = _expected_protocol(asen_root / "asenpp" / dataset, meta[dataset]["ATTRIBUTES"])
     pd.testing.assert_frame_equal(protocol.reset_index(drop=True), expected, check_dtype=False)
@@ -97,8 +111,8 @@ def test_real_protocol_order_preserved(asen_root, dataset):
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("dataset", REAL_DATASETS)
-def test_real_catalog_holds_protocol_values(asen_root, dataset):
-    catalog, protocol, _ = read_asen(asen_root, dataset)
+def test_real_catalog_holds_protocol_values(asen_root, read_real, dataset):
+    catalog, protocol, _ = read_real(asen_root, dataset)
 
     values = catalog.frame.set_index("image_id")
     for entry in protocol.itertuples(index=False):
@@ -106,10 +120,9 @@ def test_real_catalog_holds_protocol_values(asen_root, dataset):
 
 
 @pytest.mark.realdata
-def test_real_crlf_files_match_lf_copies(asen_root):
-    _, crlf_protocol, crlf_problems = read_asen(asen_root / "asenpp", "FashionAI")
-    lf_catalog, lf_protocol, lf_problems = read_asen(asen_root / "asen", "FashionAI")
-    crlf_catalog, _, _ = read_asen(asen_root / "asenpp", "FashionAI")
+def test_real_crlf_files_match_lf_copies(asen_root, read_real):
+    crlf_catalog, crlf_protocol, crlf_problems = read_real(asen_root / "asenpp", "FashionAI")
+    lf_catalog, lf_protocol, lf_problems = read_real(asen_root / "asen", "FashionAI")
 
     assert crlf_problems == []
     assert lf_problems == []
@@ -121,7 +134,7 @@ def test_real_crlf_files_match_lf_copies(asen_root):
 
 
 @pytest.mark.realdata
-def test_real_deepfashion_value_is_rank(asen_root):
+def test_real_deepfashion_value_is_rank(asen_root, read_real):
     split_dir = asen_root / "asenpp" / "DeepFashion"
     labels: dict[str, dict[int, list[tuple[int, int]]]] = {}
     ids_by_type: dict[int, set[int]] = defaultdict(set)
@@ -136,7 +149,7 @@ def test_real_deepfashion_value_is_rank(asen_root):
     rank = {type_number: {global_id: position for position, global_id in enumerate(sorted(ids))} for type_number, ids in ids_by_type.items()}
     attributes = json.loads((asen_root / "asenpp" / "meta.json").read_text())["DeepFashion"]["ATTRIBUTES"]
 
-    catalog, protocol, problems = read_asen(asen_root, "DeepFashion")
+    catalog, protocol, problems = read_real(asen_root, "DeepFashion")
 
     assert problems == []
     assert len(protocol) == sum(len(_nonempty_lines(split_dir / f"{role}_{split}.txt")) for role in ("query", "candidate") for split in ("valid", "test"))
@@ -158,13 +171,13 @@ def test_real_deepfashion_value_is_rank(asen_root):
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("split", ["valid", "test"])
-def test_real_asen_values_match_label_csv(asen_root, split):
+def test_real_asen_values_match_label_csv(asen_root, read_real, split):
     folder = asen_root / "asen"
     meta = json.loads((folder / "fashionAI" / "meta.json").read_text())
     label_rows = [line.decode().split(",") for line in _nonempty_lines(folder / "fashionAI" / split / "Annotations" / "label.csv")]
     filenames = [line.decode().strip() for line in _nonempty_lines(folder / f"filenames_{split}.txt")]
 
-    catalog, protocol, _ = read_asen(folder, "FashionAI")
+    catalog, protocol, _ = read_real(folder, "FashionAI")
 
     assert filenames == [f"{split}/{row[0]}" for row in label_rows]
     values = catalog.frame.set_index("image_id")
@@ -177,10 +190,10 @@ def test_real_asen_values_match_label_csv(asen_root, split):
 
 
 @pytest.mark.realdata
-def test_real_train_without_filenames_skipped(asen_root):
+def test_real_train_without_filenames_skipped(asen_root, read_real):
     train_lines = _nonempty_lines(asen_root / "asenpp" / "FashionAI" / "label_train.txt")
 
-    catalog, _, problems = read_asen(asen_root, "FashionAI")
+    catalog, _, problems = read_real(asen_root, "FashionAI")
 
     assert len(train_lines) > 0
     assert problems == []
@@ -287,7 +300,7 @@ def test_deepfashion_ranks_and_problems(tmp_path):
         [
             "0\t1\t70\t2\t5\t\t\t",  # texture 70 -> rank 1, shape 5 -> rank 0
             "1\t2\t9\t1\t40\t\t",  # shape 9 -> rank 1, texture 40 -> rank 0
-            "2\t1\t70\t7\t3\t",  # texture 70 -> rank 1 (protocol says 0), type 7 is out of range
+            "2\t1\t70\t7\t3\t",  # texture 70 -> rank 1 (the protocol gives 0), type 7 is out of range
         ],
         newline="\r\n",
     )

@@ -150,6 +150,7 @@ def test_unrecoverable_rows_set_aside(tmp_path):
     assert [problem.value for problem in set_aside] == [too_few, comma_in_colour, comma_in_usage, text_id]
     assert all(problem.action == "set_aside" for problem in set_aside)
     assert all(problem.file == "styles.csv" for problem in set_aside)
+    assert [problem.image_id for problem in set_aside] == ["5", "6", "7", "x8"]
     assert len(problems) == 4
     assert list(catalog.frame["image_id"]) == ["1", "2", "9"]
     assert by_id(catalog, "9")["source_row"] == 8

@@ -74,7 +74,7 @@ def test_prepare_reports_set_aside_rows(tmp_path, capsys):
     assert list(problems["row"]) == [4]
     assert list(problems["value"]) == ["3,Men,Apparel"]
     assert not (tmp_path / "catalog.problems.parquet").exists()
-    assert "[set_aside] csv_row_unrecoverable: 1 (styles.csv:4)" in capsys.readouterr().out
+    assert "[set_aside] csv_row_unrecoverable: 1 (styles.csv:4 id 3)" in capsys.readouterr().out
 
 
 def test_prepare_exits_1_on_duplicate_ids(tmp_path, capsys):
@@ -220,6 +220,50 @@ def test_unavailable_adapter_message(tmp_path, monkeypatch, caplog):
 
 def test_problems_path_beside_catalog():
     assert prepare.default_problems_path(Path("data/prepared/catalog.parquet")) == Path("data/prepared/catalog.problems.parquet")
+
+
+def test_prepare_fashionai_source(tmp_path):
+    root = tmp_path / "fashionai"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "Annotations" / "label.csv").write_text(
+        "Images/skirt_length_labels/a.jpg,skirt_length_labels,nnynnn\n", encoding="utf-8"
+    )
+    out = tmp_path / "catalog.parquet"
+
+    status = main(["data", "prepare", "--source", "fashionai", "--root", str(root), "--out", str(out)])
+
+    assert status == 0
+    catalog = read_catalog(out)
+    assert catalog.source == "fashionai"
+    assert list(catalog.frame["image_id"]) == ["Images/skirt_length_labels/a.jpg"]
+    assert catalog.root == root.as_posix()
+
+
+def test_prepare_asen_needs_dataset(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        status = main(["data", "prepare", "--source", "asen", "--root", str(tmp_path), "--out", str(tmp_path / "c.parquet")])
+
+    assert status == 1
+    assert "--dataset" in caplog.text
+
+
+def test_prepare_asen_subsample_protocol(asen_root, tmp_path):
+    out = tmp_path / "catalog.parquet"
+    image_root = tmp_path / "images"
+    image_root.mkdir()
+
+    status = main([
+        "data", "prepare", "--source", "asen", "--dataset", "FashionAI", "--root", str(asen_root),
+        "--image-root", str(image_root), "--out", str(out), "--max-images", "50",
+    ])
+
+    assert status == 0
+    catalog = read_catalog(out)
+    assert len(catalog.frame) == 50
+    assert catalog.root == image_root.as_posix()
+    protocol = pd.read_parquet(tmp_path / "protocol.parquet")
+    assert len(protocol) > 0
+    assert set(protocol["image_id"]) <= set(catalog.frame["image_id"])
 
 
 @pytest.mark.realdata

@@ -177,7 +177,7 @@ def test_ema_changes_and_differs_from_frozen_copy(data_dir, tmp_path):
 
     teacher_state = trainer.teacher.module.state_dict()
     student_state = trainer.model.state_dict()
-    weight = "backbone.body.conv1.weight"
+    weight = "backbone.body.conv1.0.weight"
     assert trainer.teacher.step == 8
     assert not torch.equal(teacher_state[weight], frozen[weight])
     assert not torch.equal(teacher_state[weight], student_state[weight])
@@ -186,7 +186,7 @@ def test_ema_changes_and_differs_from_frozen_copy(data_dir, tmp_path):
 
 
 def test_augmentation_keeps_colour_and_shape():
-    images = torch.from_numpy(np.asarray(_draw("blue", "left")))[None].repeat(4, 1, 1, 1)
+    images = torch.from_numpy(np.array(_draw("blue", "left")))[None].repeat(4, 1, 1, 1)
     generator = torch.Generator().manual_seed(0)
 
     batch = augment_images(images, [48, 40], generator, crop_scale_min=0.9, hflip=True)

@@ -1,16 +1,16 @@
 """Read the ASEN and ASEN++ split files into a catalog and the benchmark's query/candidate protocol.
 
-ASEN (Ma et al., AAAI 2020) and ASEN++ (Dong et al., "Fine-Grained Fashion Similarity
-Prediction by Attribute-Specific Embedding Learning", IEEE TIP 2021) published the splits that
-attribute-specific fashion retrieval work reports on. Only the split files are read here. The
+ASEN ("Fine-Grained Fashion Similarity Learning by Attribute-Specific Embedding Network",
+AAAI 2020) and ASEN++ ("Fine-Grained Fashion Similarity Prediction by Attribute-Specific
+Embedding Learning") published the splits that attribute-specific fashion retrieval work reports on. Only the split files are read here. The
 images are licensed by their owners, and each user downloads them:
 
 - FashionAI: sign up for the Alibaba Tianchi FashionAI Global Challenge 2018 (attribute
   recognition, https://tianchi.aliyun.com/competition/entrance/231671/introduction) and unpack
   ``fashionAI_attributes_train1.zip`` and ``fashionAI_attributes_train2.zip``.
-- DARN: the DARN authors (Huang et al., "Cross-domain Image Retrieval with a Dual
-  Attribute-aware Ranking Network", ICCV 2015) distribute image URLs. Follow the instructions in
-  the ASEN++ repository (https://github.com/Maryeon/asenpp), which lists the URLs it could fetch.
+- DARN: the images are fetched from the URLs that the DARN authors published. Follow the
+  instructions in the ASEN++ repository (https://github.com/Maryeon/asenpp), which links the
+  list of URLs that still worked for ASEN++ (214,619 images).
 - DeepFashion: the Category and Attribute Prediction Benchmark of CUHK MMLab
   (http://mmlab.ie.cuhk.edu.hk/projects/DeepFashion.html).
 
@@ -82,7 +82,7 @@ _PROTOCOL_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class AsenLayout:
-    """Where one dataset's split files, meta file and (by default) images are."""
+    """Locations of one dataset's split files, its meta file and its default image folder."""
 
     layout: str
     dataset: str

@@ -261,6 +261,7 @@ def _fit_record(
     record: _Record, header: list[str], vocabulary: dict[str, set[str]], file_name: str
 ) -> tuple[list[str] | None, Problem | None]:
     """Return the record's fields fitted to the header, or a problem when the record is set aside."""
+    id_position = header.index(CSV_ID_COLUMN)
     reason = _find_unrecoverable_reason(record, header, vocabulary)
     if reason is not None:
         return None, Problem(
@@ -269,6 +270,7 @@ def _fit_record(
             message=f"{reason} {_FIX_ROW_HINT}",
             file=file_name,
             row=record.line,
+            image_id=_printable(record.fields[id_position]) if id_position < len(record.fields) else "",
             value=_printable(record.raw),
         )
 
@@ -276,7 +278,7 @@ def _fit_record(
     if len(fields) > len(header):
         fields = [*fields[: len(header) - 1], ",".join(fields[len(header) - 1 :])]
 
-    image_id = fields[header.index(CSV_ID_COLUMN)]
+    image_id = fields[id_position]
     if not image_id.strip():
         return None, Problem(
             check="id_missing",

@@ -17,8 +17,8 @@ ASEN split files, which take the ``y`` position as the value index.
 
 Value names come from a ``meta.json`` with ``ATTRIBUTES_VALUES``, as published with the ASEN
 split files (github.com/Maryeon/asen, the ``data/fashionAI/meta.json`` of its early history).
-Cite ASEN (Ma et al., "Fine-Grained Fashion Similarity Learning by Attribute-Specific Embedding
-Network", AAAI 2020) when you use those names. Without such a file the values are the
+Cite ASEN ("Fine-Grained Fashion Similarity Learning by Attribute-Specific Embedding Network",
+AAAI 2020, github.com/Maryeon/asen) when you use those names. Without such a file the values are the
 0-based positions written as strings ("0", "1", ...).
 
 The challenge lists one row per (image, attribute) pair, so an image labelled for several

@@ -37,7 +37,7 @@ ADAPTER_MODULES: dict[str, str] = {
 
 
 class PrepareError(Exception):
-    """A user-facing error of ``mclfir data prepare``: the message says what to change."""
+    """A user-facing error of ``mclfir data prepare``, whose message names the option or file to change."""
 
 
 class SourceUnavailableError(PrepareError):
@@ -46,7 +46,7 @@ class SourceUnavailableError(PrepareError):
 
 @dataclass
 class SourceTables:
-    """What an adapter read: the catalog (None when it cannot be built), its problems, and for ASEN the protocol."""
+    """Tables read by an adapter: the catalog (None when it cannot be built), its problems, and for ASEN the protocol."""
 
     catalog: Catalog | None
     problems: list[Problem]
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     catalog = tables.catalog
     if catalog is not None:
         catalog = subsample(catalog, args.max_images)
-        catalog.root = root_for_metadata(root_text)
+        catalog.root = root_for_metadata(catalog.root)
         write_catalog(catalog, out)
     elif out.exists():
         out.unlink()
@@ -178,14 +178,14 @@ READERS: dict[str, Callable[[Path, argparse.Namespace], SourceTables]] = {
 def _write_asen_protocol(protocol: pd.DataFrame, catalog: Catalog, args: argparse.Namespace, out: Path) -> None:
     """Write the protocol lines whose image is in the (possibly subsampled) catalog."""
     adapter = import_adapter("asen")
-    kept = protocol[protocol[ID_COLUMN].isin(set(catalog.frame[ID_COLUMN]))]
-    if len(kept) < len(protocol):
+    kept_protocol = protocol[protocol[ID_COLUMN].isin(set(catalog.frame[ID_COLUMN]))]
+    if len(kept_protocol) < len(protocol):
         _logger.warning(
             "Kept %d of %d protocol lines after --max-images %d; results on this subsample are not comparable to the published benchmark",
-            len(kept), len(protocol), args.max_images,
+            len(kept_protocol), len(protocol), args.max_images,
         )
     protocol_out = paths.resolve(args.protocol) if args.protocol else out.with_name(adapter.PROTOCOL_FILENAME)
-    adapter.write_protocol(kept, protocol_out)
+    adapter.write_protocol(kept_protocol, protocol_out)
 
 
 def subsample(catalog: Catalog, max_images: int) -> Catalog:
@@ -216,9 +216,11 @@ def _id_digest(image_id: str) -> str:
 
 
 def root_for_metadata(root_text: str) -> str:
-    """Return the dataset root as stored in the catalog: relative to the project root when inside it, else absolute.
+    """Return the root that the catalog paths are relative to, in the form stored in the catalog.
 
-    A relative ``root_text`` is taken from the project root. The result is a POSIX path.
+    The result is a POSIX path, relative to the project root when the root lies inside it and
+    absolute otherwise. A relative ``root_text`` is taken from the project root. The adapter
+    sets the root: the dataset root for most sources, the image folder for ``asen``.
     """
     root = Path(os.path.normpath(paths.resolve(root_text)))
     project = paths.project_root()
