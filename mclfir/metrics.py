@@ -31,16 +31,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 _logger = logging.getLogger(__name__)
 
-# Entries of one [queries, candidates] chunk. The ranking keeps about five arrays of this shape
-# (float32 scores, int64 order, int32 gathered codes, bool relevance, int64 hit counts), which is
-# roughly 100 MB at 2**22 entries.
+# Entries of one [queries, candidates] chunk. The ranking holds up to three arrays of this shape at
+# once (scores, int64 sort keys, then int64 order, int32 gathered codes and bool relevance), about
+# 20 bytes per entry or 80 MB at 2**22 entries, plus the hits of the chunk.
 MAX_CHUNK_ELEMENTS = 1 << 22
-
-ArrayLike = np.ndarray | torch.Tensor
+_LOW_32_BITS = np.int64(0xFFFFFFFF)
 
 
 @dataclass(frozen=True)
@@ -76,6 +74,13 @@ class RetrievalMetrics:
         return asdict(self)
 
 
+def as_array(embeddings: Any) -> np.ndarray:
+    """Return embeddings (NumPy array or torch tensor on any device) as a NumPy array."""
+    if hasattr(embeddings, "detach"):
+        embeddings = embeddings.detach().cpu().numpy()
+    return np.asarray(embeddings)
+
+
 def encode_values(query_values: Sequence[str], candidate_values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Map value strings to shared int32 codes: ``[Q]`` and ``[C]`` strings -> ``[Q]``, ``[C]`` codes."""
     query_values = np.asarray(query_values, dtype=object).astype(str)
@@ -86,68 +91,52 @@ def encode_values(query_values: Sequence[str], candidate_values: Sequence[str]) 
 
 
 def ranked_precision(
-    query_emb: ArrayLike,
+    query_emb: Any,
     query_values: Sequence[str],
-    candidate_emb: ArrayLike,
+    candidate_emb: Any,
     candidate_values: Sequence[str],
     k: int = 10,
     chunk_size: int | None = None,
-    device: str | torch.device | None = None,
 ) -> RankedPrecision:
     """Rank all candidates for each query and compute AP and AP@k per query.
 
-    ``query_emb`` is ``[Q, D]``, ``candidate_emb`` is ``[C, D]``; the values are strings ``[Q]``
-    and ``[C]``. ``chunk_size`` is the number of queries ranked at once (default: as many as fit
-    in :data:`MAX_CHUNK_ELEMENTS` entries). ``device`` defaults to the device of ``query_emb``
-    when it is a tensor, else the CPU.
+    ``query_emb`` is ``[Q, D]``, ``candidate_emb`` is ``[C, D]`` (NumPy arrays or torch tensors);
+    the values are strings ``[Q]`` and ``[C]``. Scores are computed in the embeddings' dtype
+    (float32 unless both are float64). ``chunk_size`` is the number of queries ranked at once
+    (default: as many as fit in :data:`MAX_CHUNK_ELEMENTS` entries).
     """
-    query_emb = torch.as_tensor(query_emb)
-    candidate_emb = torch.as_tensor(candidate_emb)
-    _check_shapes(query_emb, query_values, candidate_emb, candidate_values, k)
-
-    device = torch.device(device) if device is not None else query_emb.device
-    query_emb = query_emb.to(device)
-    candidate_emb = candidate_emb.to(device=device, dtype=query_emb.dtype)
+    query_emb, candidate_emb = as_array(query_emb), as_array(candidate_emb)
+    _check_inputs(query_emb, query_values, candidate_emb, candidate_values, k)
+    dtype = np.float64 if query_emb.dtype == np.float64 and candidate_emb.dtype == np.float64 else np.float32
+    query_emb = np.ascontiguousarray(query_emb, dtype=dtype)
+    candidate_emb_t = np.ascontiguousarray(candidate_emb.astype(dtype, copy=False).T)  # [D, C]
     query_codes, candidate_codes = encode_values(query_values, candidate_values)
-    query_codes = torch.from_numpy(query_codes).to(device)
-    candidate_codes = torch.from_numpy(candidate_codes).to(device)
 
     num_queries, num_candidates = query_emb.shape[0], candidate_emb.shape[0]
     if chunk_size is None:
         chunk_size = max(1, MAX_CHUNK_ELEMENTS // max(num_candidates, 1))
 
-    ap_chunks, ap_at_k_chunks, relevant_chunks = [], [], []
+    ap = np.full(num_queries, np.nan)
+    ap_at_k = np.full(num_queries, np.nan)
+    num_relevant = np.zeros(num_queries, dtype=np.int64)
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        ap, ap_at_k, num_relevant = _rank_chunk(
-            query_emb[start:stop], query_codes[start:stop], candidate_emb, candidate_codes, k
+        ap[start:stop], ap_at_k[start:stop], num_relevant[start:stop] = _rank_chunk(
+            query_emb[start:stop], query_codes[start:stop], candidate_emb_t, candidate_codes, k
         )
-        ap_chunks.append(ap)
-        ap_at_k_chunks.append(ap_at_k)
-        relevant_chunks.append(num_relevant)
-
-    if not ap_chunks:
-        empty = np.zeros(0, dtype=np.float64)
-        return RankedPrecision(empty, empty.copy(), np.zeros(0, dtype=np.int64), k)
-    return RankedPrecision(
-        ap=torch.cat(ap_chunks).cpu().numpy(),
-        ap_at_k=torch.cat(ap_at_k_chunks).cpu().numpy(),
-        num_relevant=torch.cat(relevant_chunks).cpu().numpy(),
-        k=k,
-    )
+    return RankedPrecision(ap, ap_at_k, num_relevant, k)
 
 
-def _check_shapes(
-    query_emb: torch.Tensor,
+def _check_inputs(
+    query_emb: np.ndarray,
     query_values: Sequence[str],
-    candidate_emb: torch.Tensor,
+    candidate_emb: np.ndarray,
     candidate_values: Sequence[str],
     k: int,
 ) -> None:
     if query_emb.ndim != 2 or candidate_emb.ndim != 2:
         raise ValueError(
-            f"Embeddings must be 2-D [rows, dim]; got queries {tuple(query_emb.shape)} and "
-            f"candidates {tuple(candidate_emb.shape)}."
+            f"Embeddings must be 2-D [rows, dim]; got queries {query_emb.shape} and candidates {candidate_emb.shape}."
         )
     if query_emb.shape[1] != candidate_emb.shape[1]:
         raise ValueError(
@@ -159,45 +148,75 @@ def _check_shapes(
         raise ValueError(
             f"Got {len(candidate_values)} candidate values for {candidate_emb.shape[0]} candidate embeddings."
         )
+    if candidate_emb.shape[0] >= 2**32:
+        raise ValueError(f"Got {candidate_emb.shape[0]} candidates; the ranking supports fewer than 2**32.")
     if k < 1:
         raise ValueError(f"Invalid k {k} for mAP@k; use k >= 1.")
     for name, emb in (("query", query_emb), ("candidate", candidate_emb)):
-        if emb.is_floating_point() and not bool(torch.isfinite(emb).all()):
+        if not np.isfinite(emb).all():
             raise ValueError(f"The {name} embeddings contain NaN or infinite entries; check the model that produced them.")
 
 
-def _rank_chunk(
-    query_emb: torch.Tensor,
-    query_codes: torch.Tensor,
-    candidate_emb: torch.Tensor,
-    candidate_codes: torch.Tensor,
-    k: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Compute AP, AP@k and R for a chunk: ``[q, D]`` queries, ``[C, D]`` candidates -> three ``[q]``."""
-    scores = query_emb @ candidate_emb.T  # [q, C]
+def rank_order(scores: np.ndarray) -> np.ndarray:
+    """Return candidate indices ``[q, C]`` by descending score, equal scores by ascending index.
 
-    # A stable descending sort keeps equal scores in candidate-index order.
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices  # [q, C]
+    float32 scores are packed with the index into unique int64 keys (order-preserving bits of
+    the score in the high half, the inverted index in the low half). Unique keys make the
+    order independent of the sort's stability, so NumPy's fast (SIMD) unstable sort applies.
+    Other dtypes fall back to a stable argsort.
+    """
+    num_candidates = scores.shape[1]
+    if scores.dtype != np.float32:
+        return np.argsort(-scores, axis=1, kind="stable")
+
+    scores = scores + np.float32(0.0)  # -0.0 + 0.0 is +0.0, so both zeros get the same key
+    bits = scores.view(np.int32)
+    # Flip the magnitude bits of negative floats so that integer order equals float order.
+    ordered = bits ^ ((bits >> 31) & np.int32(0x7FFFFFFF))
+    keys = ordered.astype(np.int64) << 32
+    keys |= _LOW_32_BITS - np.arange(num_candidates, dtype=np.int64)
+    keys.sort(axis=1)
+    # Ascending keys put the highest score last and, among equal scores, the lowest index last.
+    order = _LOW_32_BITS - (keys[:, ::-1] & _LOW_32_BITS)
+    return order
+
+
+def _rank_chunk(
+    query_emb: np.ndarray,
+    query_codes: np.ndarray,
+    candidate_emb_t: np.ndarray,
+    candidate_codes: np.ndarray,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compute AP, AP@k and R for a chunk: ``[q, D]`` queries, ``[D, C]`` candidates -> three ``[q]``."""
+    scores = query_emb @ candidate_emb_t  # [q, C]
+    order = rank_order(scores)  # [q, C]
     del scores
     relevant = candidate_codes[order] == query_codes[:, None]  # [q, C] bool
     del order
 
-    hits = relevant.cumsum(dim=1)  # [q, C]: relevant candidates up to each rank
-    ranks = torch.arange(1, relevant.shape[1] + 1, device=relevant.device, dtype=torch.float64)
-    precision_at_hits = torch.where(relevant, hits.to(torch.float64) / ranks, 0.0)  # P@i * rel_i
-    del hits
+    # Only relevant positions contribute P@i, so work on them alone. nonzero() lists them row
+    # by row in rank order, so the n-th hit of a row is relevant candidate number n of that query.
+    rows, columns = np.nonzero(relevant)  # [H] each, H = hits in the chunk
+    num_relevant = relevant.sum(axis=1)  # [q]
+    del relevant
+    row_starts = np.cumsum(num_relevant) - num_relevant  # [q]: first hit of each row
+    hits = np.arange(1, rows.size + 1) - row_starts[rows]  # [H], 1-based
+    precision_at_hits = hits / (columns + 1.0)  # [H]: P@rank at each hit
 
-    num_relevant = relevant.sum(dim=1)  # [q]
-    nan = torch.tensor(float("nan"), dtype=torch.float64, device=relevant.device)
+    num_queries = query_emb.shape[0]
+    precision_sum = np.bincount(rows, weights=precision_at_hits, minlength=num_queries)
+    in_top_k = columns < k
+    precision_sum_at_k = np.bincount(rows[in_top_k], weights=precision_at_hits[in_top_k], minlength=num_queries)
+
     has_relevant = num_relevant > 0
-    ap = torch.where(has_relevant, precision_at_hits.sum(dim=1) / num_relevant.clamp(min=1), nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ap = np.where(has_relevant, precision_sum / num_relevant, np.nan)
+        ap_at_k = np.where(has_relevant, precision_sum_at_k / np.minimum(num_relevant, k), np.nan)
+    return ap, ap_at_k, num_relevant.astype(np.int64)
 
-    cutoff = num_relevant.clamp(min=1, max=k).to(torch.float64)
-    ap_at_k = torch.where(has_relevant, precision_at_hits[:, :k].sum(dim=1) / cutoff, nan)
-    return ap, ap_at_k, num_relevant.to(torch.int64)
 
-
-def expected_random_ap(num_relevant: ArrayLike, num_candidates: int) -> np.ndarray:
+def expected_random_ap(num_relevant: Any, num_candidates: int) -> np.ndarray:
     """Return the expected AP of a uniformly random ranking of ``N`` candidates with ``R`` relevant.
 
     With ``H_N`` the N-th harmonic number::
@@ -242,16 +261,15 @@ def balanced_mean(per_query: np.ndarray, query_values: Sequence[str]) -> float:
 
 
 def retrieval_metrics(
-    query_emb: ArrayLike,
+    query_emb: Any,
     query_values: Sequence[str],
-    candidate_emb: ArrayLike,
+    candidate_emb: Any,
     candidate_values: Sequence[str],
     k: int = 10,
     chunk_size: int | None = None,
-    device: str | torch.device | None = None,
 ) -> RetrievalMetrics:
     """Compute mAP, mAP@k, chance mAP and value-balanced mAP, in percent, for one attribute."""
-    ranked = ranked_precision(query_emb, query_values, candidate_emb, candidate_values, k, chunk_size, device)
+    ranked = ranked_precision(query_emb, query_values, candidate_emb, candidate_values, k, chunk_size)
     valid = ranked.num_relevant > 0
     excluded = int((~valid).sum())
     if excluded:

@@ -2,8 +2,9 @@
 
 ASEN ("Fine-Grained Fashion Similarity Learning by Attribute-Specific Embedding Network",
 AAAI 2020) and ASEN++ ("Fine-Grained Fashion Similarity Prediction by Attribute-Specific
-Embedding Learning") published the splits that attribute-specific fashion retrieval work reports on. Only the split files are read here. The
-images are licensed by their owners, and each user downloads them:
+Embedding Learning") published the splits that attribute-specific fashion retrieval work
+reports on. Only the split files are read here. The images are licensed by their owners, and
+each user downloads them:
 
 - FashionAI: sign up for the Alibaba Tianchi FashionAI Global Challenge 2018 (attribute
   recognition, https://tianchi.aliyun.com/competition/entrance/231671/introduction) and unpack
@@ -21,8 +22,9 @@ and from the ``data.zip`` linked in the ASEN++ README (the ``asenpp`` layout). T
   per dataset holding ``filenames_{train,valid,test}.txt``, ``{query,candidate}_{valid,test}.txt``
   and ``label_*.txt``. ASEN++ unpacks each dataset's images into that same folder.
 - ``asen``: ``filenames_{valid,test}.txt`` and ``{query,candidate}_{valid,test}.txt`` at the root,
-  with ``fashionAI/meta.json`` (it adds ``ATTRIBUTES_VALUES``, the value names). ASEN unpacks the
-  images under ``fashionAI/``.
+  with ``fashionAI/meta.json`` (it adds ``ATTRIBUTES_VALUES``, the value names). The file names
+  (``valid/Images/...``) are relative to ``fashionAI/``, which also holds
+  ``{valid,test}/Annotations/label.csv``.
 
 File formats:
 
@@ -229,7 +231,7 @@ def read_protocol(path: Path) -> pd.DataFrame:
 
 
 class _AsenReader:
-    """Parses one dataset's split files, collecting catalog rows, protocol rows and problems."""
+    """Parser of one dataset's split files that collects catalog rows, protocol rows and problems."""
 
     def __init__(self, layout: AsenLayout, meta: AsenMeta) -> None:
         self.layout = layout
@@ -238,8 +240,11 @@ class _AsenReader:
         self.rows: dict[str, dict] = {}
         self.protocol: list[dict] = []
         self.skipped_splits: dict[str, str] = {}
+        # Number of lines of each split's filenames file, that is, its count of image indices.
         self.split_sizes: dict[str, int] = {}
+        # (image_id, attribute) -> (value_index, file name, line) of its first protocol line.
         self.protocol_values: dict[tuple[str, str], tuple[int, str, int]] = {}
+        # (image_id, label file, line, [(type, global id), ...]) per DeepFashion label line.
         self.deepfashion_labels: list[tuple[str, Path, int, list[tuple[int, int]]]] = []
 
     def read_all(self) -> None:
@@ -265,8 +270,14 @@ class _AsenReader:
             self.read_label_file(split, label_path)
 
     def handle_missing_filenames(self, split: str, filenames_path: Path, label_path: Path) -> None:
+        """Report a missing valid or test filenames file, or leave the train split out with a warning.
+
+        Without ``filenames_train.txt``, ``label_train.txt`` is still checked for malformed lines
+        and out-of-range indices, but its labels cannot be attached to images.
+        """
         if split in EVAL_SPLITS:
-            self.add_problem("asen_missing_file", "stop", filenames_path, None, "", "", f"{filenames_path} not found, so the {split} split cannot be read; restore the file from the split archive")
+            reason = f"file not found, so the {split} split cannot be read; restore it from the split archive"
+            self.add_problem("asen_missing_file", "stop", filenames_path, None, "", "", reason)
             return
 
         reason = f"{filenames_path.name} not found"
@@ -284,7 +295,8 @@ class _AsenReader:
             image_path = line.strip()
             reason = check_relative_path(image_path)
             if reason is not None:
-                self.add_problem("asen_filename", "set_aside", path, index + 1, "path", image_path, f"image index {index} has no usable path: {reason}")
+                reason = f"image index {index} has no usable path: {reason}"
+                self.add_problem("asen_filename", "set_aside", path, index + 1, "path", image_path, reason)
                 continue
 
             image_id = f"{split}/{index}"
@@ -295,10 +307,12 @@ class _AsenReader:
     def read_protocol_file(self, split: str, role: str) -> None:
         path = self.layout.split_dir / f"{role}_{split}.txt"
         if not path.is_file():
-            self.add_problem("asen_missing_file", "stop", path, None, "", "", f"{path} not found, so the {split} {role} list is incomplete; restore the file from the split archive")
+            reason = f"file not found, so the {split} {role} list is incomplete; restore it from the split archive"
+            self.add_problem("asen_missing_file", "stop", path, None, "", "", reason)
             return
 
-        for line_number, line in enumerate(read_lines(path, self.problems, "asen_file_encoding") or [], start=1):
+        lines = read_lines(path, self.problems, "asen_file_encoding") or []
+        for line_number, line in enumerate(lines, start=1):
             fields = self.parse_integer_fields(path, line_number, line, "stop", expected_count=PROTOCOL_FIELD_COUNT)
             if fields is None:
                 continue
@@ -309,15 +323,16 @@ class _AsenReader:
                 continue
 
             image_id, attribute = checked
-            self.protocol.append(
-                {"split": split, "role": role, "image_id": image_id, "attribute": attribute, "value_index": value_index, "line": line_number}
-            )
+            entry = {"split": split, "role": role, "image_id": image_id, "attribute": attribute}
+            entry.update({"value_index": value_index, "line": line_number})
+            self.protocol.append(entry)
             self.record_protocol_value(image_id, attribute, value_index, path, line_number)
 
     def read_label_file(self, split: str, path: Path) -> None:
         deepfashion_format = self.layout.dataset == "DeepFashion" and split in EVAL_SPLITS
 
-        for line_number, line in enumerate(read_lines(path, self.problems, "asen_file_encoding") or [], start=1):
+        lines = read_lines(path, self.problems, "asen_file_encoding") or []
+        for line_number, line in enumerate(lines, start=1):
             fields = self.parse_integer_fields(path, line_number, line, "set_aside", expected_count=None)
             if fields is None:
                 continue
@@ -326,28 +341,35 @@ class _AsenReader:
             if deepfashion_format:
                 self.collect_deepfashion_line(split, path, line_number, image_index, pairs)
                 continue
+
             for attribute_index, value_index in pairs:
                 checked = self.check_label(split, path, line_number, image_index, attribute_index, value_index, "set_aside")
                 if checked is not None:
-                    self.add_value(*checked, self.meta.value_label(checked[1], value_index))
+                    image_id, attribute = checked
+                    self.add_value(image_id, attribute, self.meta.value_label(attribute, value_index))
 
-    def parse_integer_fields(self, path: Path, line_number: int, line: str, action: Action, expected_count: int | None) -> list[int] | None:
+    def parse_integer_fields(
+        self, path: Path, line_number: int, line: str, action: Action, expected_count: int | None
+    ) -> list[int] | None:
         """Return the line's whitespace-separated integers, or None after adding a problem.
 
         With ``expected_count`` None the line must be an index followed by pairs, so its field
-        count must be odd.
+        count must be odd. A blank line is reported as ``set_aside`` whatever ``action`` is,
+        because it carries no entry.
         """
         text = line.strip()
         if not text:
-            self.add_problem("asen_blank_line", "set_aside", path, line_number, "", "", "the line is blank; it is skipped, so remove it")
+            self.add_problem("asen_blank_line", "set_aside", path, line_number, "", "", "the line is blank and is skipped; remove it")
             return None
 
         tokens = text.split()
         if expected_count is not None and len(tokens) != expected_count:
-            self.add_problem("asen_malformed_line", action, path, line_number, "", text, f"the line has {len(tokens)} fields, expected {expected_count} (<image_index> <attribute_index> <value_index>)")
+            reason = f"the line has {len(tokens)} fields, expected {expected_count} (<image_index> <attribute_index> <value_index>)"
+            self.add_problem("asen_malformed_line", action, path, line_number, "", text, reason)
             return None
         if expected_count is None and len(tokens) % 2 == 0:
-            self.add_problem("asen_malformed_line", action, path, line_number, "", text, f"the line has {len(tokens)} fields, expected an image index followed by pairs")
+            reason = f"the line has {len(tokens)} fields, expected an image index followed by pairs"
+            self.add_problem("asen_malformed_line", action, path, line_number, "", text, reason)
             return None
 
         if not all(token.isascii() and token.isdigit() for token in tokens):
@@ -358,25 +380,36 @@ class _AsenReader:
     def check_label(
         self, split: str, path: Path, line_number: int, image_index: int, attribute_index: int, value_index: int, action: Action
     ) -> tuple[str, str] | None:
-        """Return ``(image_id, attribute)`` when the indices are in range, or None after adding a problem."""
+        """Return ``(image_id, attribute)`` when the indices are in range, or None after adding a problem.
+
+        When the split has no filenames file, the image index cannot be checked and None is
+        returned after the attribute and value checks, because there is no image to label.
+        """
         size = self.split_sizes.get(split)
-        if size is not None and image_index >= size:
-            self.add_problem("asen_image_index", action, path, line_number, "image_index", str(image_index), f"image index {image_index} is beyond filenames_{split}.txt, which lists {size} images (0..{size - 1})")
-            return None
-
         image_id = f"{split}/{image_index}"
+        if size is not None and image_index >= size:
+            reason = f"image index {image_index} is beyond filenames_{split}.txt, which lists {size} images (0..{size - 1})"
+            self.add_problem("asen_image_index", action, path, line_number, "image_index", str(image_index), reason)
+            return None
         if size is not None and image_id not in self.rows:
-            self.add_problem("asen_image_index", action, path, line_number, "image_index", str(image_index), f"image index {image_index} has no usable path in filenames_{split}.txt (line {image_index + 1})", image_id=image_id)
+            reason = f"image index {image_index} has no usable path in filenames_{split}.txt (line {image_index + 1})"
+            self.add_problem("asen_image_index", action, path, line_number, "image_index", str(image_index), reason, image_id)
             return None
 
-        if attribute_index >= len(self.meta.attributes):
-            self.add_problem("asen_attribute_index", action, path, line_number, "attribute_index", str(attribute_index), f"attribute index {attribute_index} is out of range: {self.layout.dataset} has {len(self.meta.attributes)} attributes (0..{len(self.meta.attributes) - 1})", image_id=image_id)
+        attribute_count = len(self.meta.attributes)
+        if attribute_index >= attribute_count:
+            reason = (
+                f"attribute index {attribute_index} is out of range: "
+                f"{self.layout.dataset} has {attribute_count} attributes (0..{attribute_count - 1})"
+            )
+            self.add_problem("asen_attribute_index", action, path, line_number, "attribute_index", str(attribute_index), reason, image_id)
             return None
 
         attribute = self.meta.attributes[attribute_index]
-        count = self.meta.value_counts[attribute]
-        if value_index >= count:
-            self.add_problem("asen_value_index", action, path, line_number, attribute, str(value_index), f"value index {value_index} is out of range: {attribute} has {count} values (0..{count - 1}) in meta.json", image_id=image_id)
+        value_count = self.meta.value_counts[attribute]
+        if value_index >= value_count:
+            reason = f"value index {value_index} is out of range: {attribute} has {value_count} values (0..{value_count - 1}) in meta.json"
+            self.add_problem("asen_value_index", action, path, line_number, attribute, str(value_index), reason, image_id)
             return None
 
         if size is None:
@@ -384,32 +417,38 @@ class _AsenReader:
         return image_id, attribute
 
     def record_protocol_value(self, image_id: str, attribute: str, value_index: int, path: Path, line_number: int) -> None:
-        """Add a protocol value to the catalog, reporting an image given two values for one attribute."""
+        """Add a protocol value to the catalog, and report an image that the protocol gives two values for one attribute."""
         earlier = self.protocol_values.get((image_id, attribute))
         if earlier is None:
             self.protocol_values[(image_id, attribute)] = (value_index, path.name, line_number)
         elif earlier[0] != value_index:
-            self.add_problem(
-                "asen_conflicting_value", "guard", path, line_number, attribute, str(value_index),
-                f"{image_id} has value {value_index} for {attribute} here but {earlier[0]} on {earlier[1]}:{earlier[2]}; both are kept",
-                image_id=image_id,
+            earlier_value, earlier_file, earlier_line = earlier
+            reason = (
+                f"{image_id} has value {value_index} for {attribute} here "
+                f"but {earlier_value} on {earlier_file}:{earlier_line}; both are kept"
             )
+            self.add_problem("asen_conflicting_value", "guard", path, line_number, attribute, str(value_index), reason, image_id)
         self.add_value(image_id, attribute, self.meta.value_label(attribute, value_index))
 
-    def collect_deepfashion_line(self, split: str, path: Path, line_number: int, image_index: int, pairs: list[tuple[int, int]]) -> None:
+    def collect_deepfashion_line(
+        self, split: str, path: Path, line_number: int, image_index: int, pairs: list[tuple[int, int]]
+    ) -> None:
         size = self.split_sizes[split]
         image_id = f"{split}/{image_index}"
         if image_index >= size or image_id not in self.rows:
-            self.add_problem("asen_image_index", "set_aside", path, line_number, "image_index", str(image_index), f"image index {image_index} has no image in filenames_{split}.txt, which lists {size} lines")
+            reason = f"image index {image_index} has no image in filenames_{split}.txt, which lists {size} lines"
+            self.add_problem("asen_image_index", "set_aside", path, line_number, "image_index", str(image_index), reason)
             return
 
-        kept = []
+        valid_pairs = []
+        type_count = len(self.meta.attributes)
         for type_number, global_id in pairs:
-            if not 1 <= type_number <= len(self.meta.attributes):
-                self.add_problem("asen_deepfashion_type", "set_aside", path, line_number, "type", str(type_number), f"attribute type {type_number} is out of range 1..{len(self.meta.attributes)}; the pair ({type_number}, {global_id}) is left out", image_id=image_id)
+            if not 1 <= type_number <= type_count:
+                reason = f"attribute type {type_number} is out of range 1..{type_count}; the pair ({type_number}, {global_id}) is left out"
+                self.add_problem("asen_deepfashion_type", "set_aside", path, line_number, "type", str(type_number), reason, image_id)
                 continue
-            kept.append((type_number, global_id))
-        self.deepfashion_labels.append((image_id, path, line_number, kept))
+            valid_pairs.append((type_number, global_id))
+        self.deepfashion_labels.append((image_id, path, line_number, valid_pairs))
 
     def apply_deepfashion_labels(self) -> None:
         """Map DeepFashion global ids to value indices (ranks within their type) and add them to the catalog."""
@@ -423,10 +462,11 @@ class _AsenReader:
         for image_id, _, _, pairs in self.deepfashion_labels:
             for type_number, global_id in pairs:
                 attribute = self.meta.attributes[type_number - 1]
-                if attribute in ranks:
-                    rank = ranks[attribute][global_id]
-                    label_values[(image_id, attribute)].add(rank)
-                    self.add_value(image_id, attribute, self.meta.value_label(attribute, rank))
+                if attribute not in ranks:
+                    continue
+                rank = ranks[attribute][global_id]
+                label_values[(image_id, attribute)].add(rank)
+                self.add_value(image_id, attribute, self.meta.value_label(attribute, rank))
 
         self.check_protocol_against_labels(label_values, ranks)
 
@@ -437,39 +477,43 @@ class _AsenReader:
         files, so a type whose distinct id count differs from ``ATTRIBUTES_NUM`` is reported and
         left out.
         """
+        label_paths = sorted({path for _, path, _, _ in self.deepfashion_labels})
+        file_names = ", ".join(path.name for path in label_paths)
+
         ranks = {}
         for type_number, attribute in enumerate(self.meta.attributes, start=1):
             ids = sorted(ids_by_type.get(type_number, ()))
             expected = self.meta.value_counts[attribute]
             if len(ids) != expected:
-                label_paths = sorted({path for _, path, _, _ in self.deepfashion_labels})
-                files = ", ".join(path.name for path in label_paths)
-                self.add_problem(
-                    "asen_deepfashion_rank", "stop", label_paths[0], None, attribute, str(len(ids)),
-                    f"type {type_number} ({attribute}) has {len(ids)} distinct global ids in {files} but meta.json gives {expected} values, "
-                    f"so global ids cannot be mapped to value indices; its labels are left out",
+                reason = (
+                    f"type {type_number} ({attribute}) has {len(ids)} distinct global ids in {file_names} "
+                    f"but meta.json gives {expected} values, so global ids cannot be mapped to value indices "
+                    f"and the labels of this type are left out"
                 )
+                self.add_problem("asen_deepfashion_rank", "stop", label_paths[0], None, attribute, str(len(ids)), reason)
                 continue
             ranks[attribute] = {global_id: rank for rank, global_id in enumerate(ids)}
         return ranks
 
-    def check_protocol_against_labels(self, label_values: dict[tuple[str, str], set[int]], ranks: dict[str, dict[int, int]]) -> None:
+    def check_protocol_against_labels(
+        self, label_values: dict[tuple[str, str], set[int]], ranks: dict[str, dict[int, int]]
+    ) -> None:
         """Report protocol lines whose value index is not among the ranks the label file gives that image."""
         labelled_images = {image_id for image_id, _, _, _ in self.deepfashion_labels}
         for entry in self.protocol:
-            image_id, attribute = entry["image_id"], entry["attribute"]
+            image_id, attribute, value_index = entry["image_id"], entry["attribute"], entry["value_index"]
             if image_id not in labelled_images or attribute not in ranks:
                 continue
 
             values = label_values.get((image_id, attribute), set())
-            if entry["value_index"] not in values:
-                path = self.layout.split_dir / f"{entry['role']}_{entry['split']}.txt"
-                self.add_problem(
-                    "asen_label_mismatch", "guard", path, entry["line"], attribute, str(entry["value_index"]),
-                    f"{image_id} has value index {entry['value_index']} for {attribute} here, but its label_{entry['split']}.txt line "
-                    f"gives {sorted(values) or 'no value'} for that type; the protocol value is kept",
-                    image_id=image_id,
-                )
+            if value_index in values:
+                continue
+            path = self.layout.split_dir / f"{entry['role']}_{entry['split']}.txt"
+            reason = (
+                f"{image_id} has value index {value_index} for {attribute} here, but its label_{entry['split']}.txt "
+                f"line gives {sorted(values) or 'no value'} for that type; the protocol value is kept"
+            )
+            self.add_problem("asen_label_mismatch", "guard", path, entry["line"], attribute, str(value_index), reason, image_id)
 
     def add_value(self, image_id: str, attribute: str, value: str) -> None:
         values = self.rows[image_id][attribute]
@@ -477,12 +521,19 @@ class _AsenReader:
             values.append(value)
 
     def add_problem(
-        self, check: str, action: Action, path: Path, line_number: int | None, column: str, value: str, reason: str, image_id: str = ""
+        self,
+        check: str,
+        action: Action,
+        path: Path,
+        line_number: int | None,
+        column: str,
+        value: str,
+        reason: str,
+        image_id: str = "",
     ) -> None:
         location = f"{path}:{line_number}" if line_number is not None else str(path)
-        self.problems.append(
-            Problem(check=check, action=action, message=f"{location}: {reason}.", file=str(path), row=line_number, image_id=image_id, column=column, value=value)
-        )
+        problem = Problem(check, action, f"{location}: {reason}.", str(path), line_number, image_id, column, value)
+        self.problems.append(problem)
 
     def catalog_frame(self) -> pd.DataFrame:
         columns = [*BASE_COLUMNS, *self.meta.attributes, SPLIT_COLUMN]

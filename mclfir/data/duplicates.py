@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import pandas as pd
 
-from mclfir.data.catalog import HASH_COLUMN, ID_COLUMN, PATH_COLUMN, ROW_COLUMN
+from mclfir.data.catalog import HASH_COLUMN, ID_COLUMN, ROW_COLUMN
 from mclfir.data.problems import Problem
 
 _logger = logging.getLogger(__name__)
@@ -83,7 +83,6 @@ def _conflict_problems(row: pd.Series, group: pd.DataFrame, conflicts: dict[str,
             "conflicting_duplicate",
             "guard",
             f"Same photo as id {others}, but {attribute} labels differ ({' vs '.join(labels)}); excluded from {attribute} evaluation.",
-            file=str(row[PATH_COLUMN]),
             row=None if pd.isna(row[ROW_COLUMN]) else int(row[ROW_COLUMN]),
             image_id=image_id,
             column=attribute,

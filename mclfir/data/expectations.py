@@ -5,14 +5,16 @@ Three tables are validated, each as a pandas dataframe asset of one file-based G
 - ``images``: one row per catalog image (attribute lists joined with ``|``). Required
   columns exist; ``image_id`` is present and unique; every image has a SHA-256 content hash;
   no path leaves the dataset root; at least ``data.min_images`` rows.
-- ``values``: the long view, one row per (image, attribute, value). Per attribute, every value
-  is in the set of values observed for it, less empty strings and unknown markers such as
-  ``NA``; every value is at least one character long.
+- ``values``: the long view, one row per (image, attribute, value), of the images that pass
+  the image file checks. Per attribute, every value is in the set of values observed for it,
+  less empty strings and unknown markers such as ``NA``; every value is at least one
+  character long.
 - ``value_counts``: one row per (attribute, value) of the usable images, with its image
   count. Every count is at least ``data.min_images_per_value``.
 
 Each expectation carries ``meta.check`` and ``meta.action``. A failed expectation becomes one
-:class:`~mclfir.data.problems.Problem` per unexpected row, with that check and action.
+:class:`~mclfir.data.problems.Problem` per unexpected row, with that check and action. Its
+``row`` is the image's line in the source label file (``source_row``).
 Expectations whose ``meta.action`` is ``report`` only document the data in the Data Docs.
 Great Expectations is imported inside the functions, because its import takes about 3 s.
 """
@@ -39,7 +41,7 @@ COUNT_COLUMN = "images"
 # attribute vocabularies (for example a collar type).
 UNKNOWN_MARKERS = frozenset({"na", "n/a", "nan", "null", "unknown", "?"})
 # A path that is absolute, has a drive letter, or has a ".." component can leave the root.
-OUTSIDE_ROOT_PATTERN = r"(^/|^\\|^[A-Za-z]:|(^|[/\\])\.\.([/\\]|$))"
+OUTSIDE_ROOT_PATTERN = r"(?:^/|^\\|^[A-Za-z]:|(?:^|[/\\])\.\.(?:[/\\]|$))"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # Checks whose expectation only documents the data: problems for them come from elsewhere.
 REPORT = "report"
@@ -212,6 +214,11 @@ def run_checks(checks: list[TableCheck], gx_dir: Path) -> SuiteRun:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    # GX logs every store and datasource load at INFO; keep its warnings and errors only.
+    gx_logger = logging.getLogger("great_expectations")
+    if gx_logger.level == logging.NOTSET:
+        gx_logger.setLevel(logging.WARNING)
+
     gx_dir = Path(gx_dir)
     context = gx.get_context(mode="file", context_root_dir=str(gx_dir))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -323,8 +330,8 @@ def _row_problems(outcome: ExpectationOutcome, check: str, action: str) -> list[
     column = outcome.kwargs.get("column", "")
     message = _MESSAGES.get(check, f"Row fails {outcome.type}.")
     return [
-        Problem(check, action, message, file=_text(entry.get(PATH_COLUMN)), row=_row(entry.get(ROW_COLUMN)),
-                image_id=_text(entry.get(ID_COLUMN)), column=column, value=_text(entry.get(column)))
+        Problem(check, action, message, row=_row(entry.get(ROW_COLUMN)), image_id=_text(entry.get(ID_COLUMN)),
+                column=column, value=_text(entry.get(column)))
         for entry in _entries(outcome)
     ]
 
@@ -339,7 +346,7 @@ def _value_problems(outcome: ExpectationOutcome) -> list[Problem]:
             check, message = "empty_value", f"Empty {attribute} value; the image is left out of {attribute} only."
         else:
             check, message = "unknown_value", f"Unknown {attribute} value {value!r}; the image is left out of {attribute} only."
-        problems.append(Problem(check, "set_aside", message, file=_text(entry.get(PATH_COLUMN)), row=_row(entry.get(ROW_COLUMN)),
+        problems.append(Problem(check, "set_aside", message, row=_row(entry.get(ROW_COLUMN)),
                                 image_id=_text(entry.get(ID_COLUMN)), column=attribute, value=value))
     return problems
 

@@ -9,23 +9,25 @@ them. Each unpacked folder is one dataset root::
     <root>/Annotations/label.csv
     <root>/Images/<attribute>_labels/<md5>.jpg
 
-``label.csv`` has no header. Each row is ``Images/<attribute>_labels/<md5>.jpg,<attribute>_labels,<code>``,
-where ``<code>`` has one letter per value of the attribute: ``y`` marks the value, ``n`` a value
-the image does not have, ``m`` a value the annotators judged possible. Only the ``y`` position
+``label.csv`` has no header, so its first row is line 1. Each row is
+``Images/<attribute>_labels/<md5>.jpg,<attribute>_labels,<code>``, where ``<code>`` has one
+letter per value of the attribute: ``y`` marks the value, ``n`` a value the image does not
+have, ``m`` a value the annotators judged possible. Only the ``y`` position
 is read, so every accepted row gives exactly one value. ``m`` positions are ignored, as in the
 ASEN split files, which take the ``y`` position as the value index.
 
 Value names come from a ``meta.json`` with ``ATTRIBUTES_VALUES``, as published with the ASEN
 split files (github.com/Maryeon/asen, the ``data/fashionAI/meta.json`` of its early history).
-Cite ASEN ("Fine-Grained Fashion Similarity Learning by Attribute-Specific Embedding Network",
-AAAI 2020, github.com/Maryeon/asen) when you use those names. Without such a file the values are the
-0-based positions written as strings ("0", "1", ...).
+Cite ASEN ("Fine-Grained Fashion Similarity Learning by Attribute-Specific Embedding
+Network", AAAI 2020, github.com/Maryeon/asen) when you use those names. Without such a file
+the values are the 0-based positions written as strings ("0", "1", ...).
 
 The challenge lists one row per (image, attribute) pair, so an image labelled for several
 attributes has several rows. The catalog has one row per image path with one list column per
-attribute, and the image id is that path (``Images/<attribute>_labels/<md5>.jpg``). Rows that cannot be read become :class:`Problem` records naming the file, the
-1-based line and the value. Missing image files never stop parsing: their ``content_hash`` is
-null and validation reports them.
+attribute, and the image id is that path (``Images/<attribute>_labels/<md5>.jpg``). Rows
+that cannot be read become :class:`Problem` records naming the file, the 1-based line and the
+value. Missing image files never stop parsing: their ``content_hash`` is null, the catalog's
+``missing_images`` entry counts them, and validation reports them.
 
 Text files are read with universal newlines, like Python's ``open(path)``, so CRLF line ends
 and stray carriage returns end a line. The helpers :func:`read_lines`, :func:`check_relative_path`
@@ -277,7 +279,8 @@ def _parse_label_row(
 
     path_error = check_relative_path(path)
     if path_error is not None:
-        problems.append(_row_problem("fashionai_path", label_path, line_number, "path", path, f"{path_error}; use a path relative to the dataset root"))
+        reason = f"{path_error}; use a path relative to the dataset root"
+        problems.append(_row_problem("fashionai_path", label_path, line_number, "path", path, reason))
         return None
     path = posixpath.normpath(path)
 
@@ -310,7 +313,9 @@ def _parse_label_row(
     return path, attribute, code, meta.value_label(attribute, index)
 
 
-def _row_problem(check: str, label_path: Path, line_number: int, column: str, value: str, reason: str, image_id: str = "") -> Problem:
+def _row_problem(
+    check: str, label_path: Path, line_number: int, column: str, value: str, reason: str, image_id: str = ""
+) -> Problem:
     return Problem(
         check=check,
         action="set_aside",

@@ -181,10 +181,11 @@ def _image_rows(frame: pd.DataFrame) -> list[tuple[str, str, int | None]]:
 
 
 def _problems_of(status: ImageStatus, catalog_hash: str | None) -> list[Problem]:
-    where = {"file": status.path, "row": status.row, "image_id": status.image_id}
+    # The row is left out, because location() would print it as a line of the image file.
+    where = {"file": status.path, "image_id": status.image_id}
 
     if not status.inside_root:
-        return [Problem("path_outside_root", "stop", "Image path points outside the dataset root; fix the id or path in the label file.", column=PATH_COLUMN, value=status.path, **where)]
+        return [Problem("path_outside_root", "stop", "Image path points outside the dataset root; fix the id or path in the label file.", row=status.row, image_id=status.image_id, column=PATH_COLUMN, value=status.path)]
     if not status.exists:
         return [Problem("missing_image", "set_aside", "Image file not found under the dataset root.", **where)]
     if not status.decodes:

@@ -143,11 +143,12 @@ def validate_catalog(
     image_result = check_images(frame, root, workers=workers)
     problems += image_result.problems
 
-    # Value counts describe the images that will be kept, so they are counted after the image checks.
+    # Labels are checked on the images that will be kept, so a label row without a usable image
+    # is reported once (as that image's problem), not again for each of its values.
     set_aside_ids = _set_aside_ids(problems, attributes) | _ids_without_hash(frame)
     values = expectations.values_long_view(frame, attributes)
-    usable_values = values[~values[ID_COLUMN].isin(set_aside_ids)]
-    counts = expectations.value_counts_table(usable_values)
+    values = values[~values[ID_COLUMN].isin(set_aside_ids)].reset_index(drop=True)
+    counts = expectations.value_counts_table(values)
 
     checks = expectations.build_checks(frame, values, counts, attributes, min_images, min_images_per_value)
     suite_run = expectations.run_checks(checks, gx_dir)
