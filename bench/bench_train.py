@@ -44,8 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--feature-index", type=int, default=3, help="timm features_only out index")
     parser.add_argument("--image-size", type=int, nargs=2, default=[80, 60], metavar=("H", "W"), help="network input size")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per batch (2 images each)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement")
+    parser.add_argument("--steps", type=int, default=20, help="timed rounds (one full, one bare and one split-up step each)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0 uses every core")
     parser.add_argument("--cpu-bf16", action="store_true", help="bf16 autocast on the CPU")
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -73,7 +73,7 @@ def attribute_pool(cache: ImageCache, catalog_path: str | None, attribute: str):
 
 
 def build_trainer(args: argparse.Namespace, cache: ImageCache) -> IncrementTrainer:
-    """A trainer for a second increment, so that distillation and the old head run too."""
+    """Build a trainer for a second increment, so that distillation and the old head run too."""
     model_cfg = ModelConfig(backbone=args.backbone, feature_index=args.feature_index, image_size=list(args.image_size))
     cfg = TrainConfig(batch_size=args.batch_size, pairs_per_epoch=args.batch_size * 1000, cpu_bf16=args.cpu_bf16, num_threads=args.threads)
     torch.manual_seed(0)
@@ -88,83 +88,84 @@ def build_trainer(args: argparse.Namespace, cache: ImageCache) -> IncrementTrain
     )
 
 
-def time_full_step(trainer: IncrementTrainer, steps: int, warmup: int) -> float:
-    """Seconds per full step: ``train_step`` plus one batch's share of planning its epoch."""
-    plan_started = time.perf_counter()
-    batches = trainer.sampler.epoch(2)
-    plan_s = (time.perf_counter() - plan_started) / len(trainer.sampler)
+def time_parts(trainer: IncrementTrainer, batch) -> dict[str, float]:
+    """Run one full step split into its parts; return the seconds of each part."""
+    marks = [("start", time.perf_counter())]
+    rows = np.concatenate([batch.anchor_rows, batch.positive_rows])
+    images = trainer.cache.read_rows(rows)
+    marks.append(("data loading (cache read)", time.perf_counter()))
+    generator = torch.Generator().manual_seed(0)
+    inputs = augment_images(images, trainer.image_size, generator)
+    marks.append(("augmentation", time.perf_counter()))
 
-    for batch in batches[:warmup]:
-        trainer.train_step(batch)
-    started = time.perf_counter()
-    for batch in batches[warmup : warmup + steps]:
-        trainer.train_step(batch)
-    return (time.perf_counter() - started) / steps + plan_s
+    trainer.model.train()
+    with autocast_context(trainer.device, trainer.cfg.cpu_bf16):
+        features = trainer.model.features(inputs)
+    marks.append(("student backbone forward", time.perf_counter()))
+    attributes = [trainer.sampler.attributes[i] for i in batch.attribute_ids]
+    with autocast_context(trainer.device, trainer.cfg.cpu_bf16):
+        embeddings = trainer.model.embed(features, attributes + attributes)
+    P = len(batch)
+    attribute_ids = torch.from_numpy(batch.attribute_ids)
+    value_ids = torch.from_numpy(batch.value_ids)
+    loss = info_nce_loss(embeddings[:P], embeddings[P:], attribute_ids, value_ids, trainer.cfg.temperature)
+    marks.append(("student head forward + InfoNCE", time.perf_counter()))
+    distill = trainer._distillation_losses(inputs, features, generator)
+    loss = loss + trainer.cfg.distill_weight * sum(distill.values())
+    marks.append(("teacher forward + old head + distillation losses", time.perf_counter()))
 
-
-def time_parts(trainer: IncrementTrainer, steps: int, warmup: int) -> dict[str, float]:
-    """Seconds per step of each part of the full step, timed one after another."""
-    totals: dict[str, float] = {}
-    batches = trainer.sampler.epoch(0)
-    plan_started = time.perf_counter()
-    trainer.sampler.epoch(1)
-    totals["sampling (epoch plan / batches)"] = (time.perf_counter() - plan_started) / len(trainer.sampler) * steps
-
-    for index in range(warmup + steps):
-        batch = batches[index]
-        marks = [("start", time.perf_counter())]
-        rows = np.concatenate([batch.anchor_rows, batch.positive_rows])
-        images = trainer.cache.read_rows(rows)
-        marks.append(("data loading (cache read)", time.perf_counter()))
-        generator = torch.Generator().manual_seed(index)
-        inputs = augment_images(images, trainer.image_size, generator)
-        marks.append(("augmentation", time.perf_counter()))
-
-        trainer.model.train()
-        with autocast_context(trainer.device, trainer.cfg.cpu_bf16):
-            features = trainer.model.features(inputs)
-        marks.append(("student backbone forward", time.perf_counter()))
-        attributes = [trainer.sampler.attributes[i] for i in batch.attribute_ids]
-        with autocast_context(trainer.device, trainer.cfg.cpu_bf16):
-            embeddings = trainer.model.embed(features, attributes + attributes)
-        P = len(batch)
-        loss = info_nce_loss(embeddings[:P], embeddings[P:], torch.from_numpy(batch.attribute_ids), torch.from_numpy(batch.value_ids), 0.3)
-        marks.append(("student head forward + InfoNCE", time.perf_counter()))
-        distill = trainer._distillation_losses(inputs, features, generator)
-        loss = loss + sum(distill.values())
-        marks.append(("teacher forward + old head + distillation losses", time.perf_counter()))
-        trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        marks.append(("backward", time.perf_counter()))
-        trainer.optimizer.step()
-        marks.append(("optimizer step", time.perf_counter()))
-        trainer.teacher.update(trainer.model)
-        marks.append(("EMA update", time.perf_counter()))
-
-        if index < warmup:
-            continue
-        for (_, before), (name, after) in zip(marks, marks[1:]):
-            totals[name] = totals.get(name, 0.0) + after - before
-    return {name: total / steps for name, total in totals.items()}
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    marks.append(("backward (student backbone + heads)", time.perf_counter()))
+    trainer.optimizer.step()
+    marks.append(("optimizer step", time.perf_counter()))
+    trainer.teacher.update(trainer.model)
+    marks.append(("EMA update", time.perf_counter()))
+    return {name: after - before for (_, before), (name, after) in zip(marks, marks[1:])}
 
 
-def time_bare_backbone(trainer: IncrementTrainer, steps: int, warmup: int) -> float:
-    """Seconds per forward and backward of the backbone alone on one normalised batch."""
-    batch = trainer.sampler.epoch(0)[0]
-    images = trainer.cache.read_rows(np.concatenate([batch.anchor_rows, batch.positive_rows]))
-    inputs = trainer.model.preprocess(augment_images(images, trainer.image_size, torch.Generator().manual_seed(0)))
+def bare_backbone_step(trainer: IncrementTrainer, inputs: torch.Tensor) -> None:
+    """Forward and backward of the backbone alone on normalised ``inputs [2P, 3, H, W]``."""
     backbone = trainer.model.backbone
     backbone.train()
+    backbone.zero_grad(set_to_none=True)
+    with autocast_context(trainer.device, trainer.cfg.cpu_bf16):
+        features = backbone(inputs)
+    features.float().mean().backward()
 
-    started = None
+
+def measure(trainer: IncrementTrainer, steps: int, warmup: int) -> dict[str, object]:
+    """Time full steps, bare backbone steps and split-up steps, interleaved, and take medians.
+
+    Interleaving and medians keep a burst of load from other processes out of one measurement.
+    """
+    plan_started = time.perf_counter()
+    batches = trainer.sampler.epoch(0)
+    plan_s = (time.perf_counter() - plan_started) / len(trainer.sampler)
+
+    first = batches[0]
+    images = trainer.cache.read_rows(np.concatenate([first.anchor_rows, first.positive_rows]))
+    bare_inputs = trainer.model.preprocess(augment_images(images, trainer.image_size, torch.Generator().manual_seed(0)))
+
+    full, bare, parts = [], [], []
     for index in range(warmup + steps):
-        if index == warmup:
-            started = time.perf_counter()
-        backbone.zero_grad(set_to_none=True)
-        with autocast_context(trainer.device, trainer.cfg.cpu_bf16):
-            features = backbone(inputs)
-        features.float().mean().backward()
-    return (time.perf_counter() - started) / steps
+        started = time.perf_counter()
+        trainer.train_step(batches[2 * index])
+        full_s = time.perf_counter() - started + plan_s
+
+        started = time.perf_counter()
+        bare_backbone_step(trainer, bare_inputs)
+        bare_s = time.perf_counter() - started
+
+        step_parts = time_parts(trainer, batches[2 * index + 1])
+        if index >= warmup:
+            full.append(full_s)
+            bare.append(bare_s)
+            parts.append(step_parts)
+
+    part_medians = {"sampling (epoch plan, per batch)": plan_s}
+    part_medians.update({name: float(np.median([step[name] for step in parts])) for name in parts[0]})
+    return {"full_s": float(np.median(full)), "bare_s": float(np.median(bare)), "parts_s": part_medians}
 
 
 def main() -> None:
@@ -179,9 +180,10 @@ def main() -> None:
         trainer = build_trainer(args, cache)
         images_per_step = 2 * args.batch_size
 
-        parts = time_parts(trainer, args.steps, args.warmup)
-        full_s = time_full_step(trainer, args.steps, args.warmup)
-        bare_s = time_bare_backbone(trainer, args.steps, args.warmup)
+        timings = measure(trainer, args.steps, args.warmup)
+        full_s = timings["full_s"]
+        bare_s = timings["bare_s"]
+        parts = timings["parts_s"]
 
     results = {
         "backbone": args.backbone,
@@ -195,6 +197,7 @@ def main() -> None:
         "bare_backbone_images_per_s": round(images_per_step / bare_s, 1),
         "full_over_bare_time": round(full_s / bare_s, 2),
         "parts_s": {name: round(seconds, 4) for name, seconds in parts.items()},
+        "parts_sum_s": round(sum(parts.values()), 4),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(results, indent=2))

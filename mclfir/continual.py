@@ -154,7 +154,7 @@ def build_report(
     """Build the content of ``metrics/continual.json`` from per-increment evaluation results.
 
     ``increment_metrics`` are the dicts of ``metrics/increments/<increment>.json`` for the first
-    ``len(increment_metrics)`` increments of ``plan``, in order; ``which`` picks the model
+    ``len(increment_metrics)`` increments of ``plan``, in order. ``which`` picks the model
     (``student`` or ``ema``) whose figures are reported.
     """
     names = list(plan)[: len(increment_metrics)]

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mclfir.config import EVAL_SPLITS, EVAL_WHICH, PARAMS_FILE, load_eval_config, load_params
-from mclfir.paths import resolve
+from mclfir.paths import project_root, resolve
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +48,7 @@ class Embedder(Protocol):
     """A model split into a shared backbone pass and per-attribute heads, like ``MultiHeadModel``."""
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Map normalised images ``[B, 3, H, W]`` to feature maps ``[B, C, h, w]``."""
+        """Map uint8 RGB images ``[B, 3, H0, W0]`` as stored to feature maps ``[B, C, h, w]``, resizing and normalising them."""
 
     def embed(self, features: torch.Tensor, attributes: Sequence[str]) -> torch.Tensor:
         """Map feature maps ``[B, C, h, w]`` and one attribute per row to embeddings ``[B, D]``."""
@@ -245,32 +245,41 @@ def model_embed_fn(model: Embedder, images: ImageSource, batch_size: int = 256, 
 
 
 def evaluate_attribute(embed_fn: EmbedFn, rows: AttributeRows, k: int = 10) -> tuple[RetrievalMetrics, AttributeEmbeddings]:
-    """Embed one attribute's queries and candidates with ``embed_fn`` and compute its retrieval figures."""
+    """Embed one attribute's queries and candidates with ``embed_fn`` and compute its retrieval figures.
+
+    An attribute without queries or without candidates in the split gets NaN figures and a warning.
+    """
     from mclfir.metrics import RetrievalMetrics, retrieval_metrics
 
-    query_emb = _as_numpy(embed_fn(rows.query_ids, rows.attribute)) if rows.query_ids else None
-    candidate_emb = _as_numpy(embed_fn(rows.candidate_ids, rows.attribute)) if rows.candidate_ids else None
-    if query_emb is None or candidate_emb is None:
+    query_emb = _embed_rows(embed_fn, rows.query_ids, rows.attribute)
+    candidate_emb = _embed_rows(embed_fn, rows.candidate_ids, rows.attribute)
+
+    if query_emb is not None and candidate_emb is not None:
+        metrics = retrieval_metrics(query_emb, rows.query_values, candidate_emb, rows.candidate_values, k=k)
+    else:
         _logger.warning(
             "Attribute %s has %d queries and %d candidates in this split; its figures are NaN",
             rows.attribute, len(rows.query_ids), len(rows.candidate_ids),
         )
         nan = float("nan")
         metrics = RetrievalMetrics(nan, nan, nan, nan, k, 0, len(rows.query_ids), len(rows.candidate_ids), 0)
-        dim = (query_emb if query_emb is not None else candidate_emb if candidate_emb is not None else np.zeros((0, 0))).shape[1]
-        query_emb = query_emb if query_emb is not None else np.zeros((0, dim), dtype=np.float32)
-        candidate_emb = candidate_emb if candidate_emb is not None else np.zeros((0, dim), dtype=np.float32)
-    else:
-        metrics = retrieval_metrics(query_emb, rows.query_values, candidate_emb, rows.candidate_values, k=k)
+        dim = next((emb.shape[1] for emb in (query_emb, candidate_emb) if emb is not None), 0)
+        if query_emb is None:
+            query_emb = np.zeros((0, dim), dtype=np.float32)
+        if candidate_emb is None:
+            candidate_emb = np.zeros((0, dim), dtype=np.float32)
 
     embeddings = AttributeEmbeddings(query_emb, rows.query_values, candidate_emb, rows.candidate_values)
     return metrics, embeddings
 
 
-def _as_numpy(array: Any) -> np.ndarray:
-    if hasattr(array, "detach"):
-        array = array.detach().float().cpu().numpy()
-    return np.asarray(array, dtype=np.float32)
+def _embed_rows(embed_fn: EmbedFn, image_ids: Sequence[str], attribute: str) -> np.ndarray | None:
+    """Return float32 ``[n, D]`` embeddings of ``image_ids``, or None when there are none."""
+    from mclfir.metrics import as_array
+
+    if not image_ids:
+        return None
+    return as_array(embed_fn(image_ids, attribute)).astype(np.float32, copy=False)
 
 
 def evaluate_model(
@@ -288,11 +297,11 @@ def evaluate_model(
 
     metrics, exported = {}, {}
     for rows in attribute_rows:
-        metrics[rows.attribute], exported[rows.attribute] = evaluate_attribute(embed_fn, rows, k)
+        figures, exported[rows.attribute] = evaluate_attribute(embed_fn, rows, k)
+        metrics[rows.attribute] = figures
         _logger.info(
             "%s: mAP %.2f%% (chance %.2f%%, balanced %.2f%%, mAP@%d %.2f%%) over %d queries and %d candidates",
-            rows.attribute, metrics[rows.attribute].map, metrics[rows.attribute].chance, metrics[rows.attribute].balanced,
-            k, metrics[rows.attribute].map_at_k, metrics[rows.attribute].queries, metrics[rows.attribute].candidates,
+            rows.attribute, figures.map, figures.chance, figures.balanced, k, figures.map_at_k, figures.queries, figures.candidates,
         )
     return metrics, exported
 
@@ -301,7 +310,14 @@ def summarise(metrics: Mapping[str, RetrievalMetrics]) -> dict[str, Any]:
     """Return per-attribute figures and their plain means over attributes (NaN written as null)."""
     from mclfir.continual import to_json_number
 
-    attributes = {attribute: {key: to_json_number(value) if isinstance(value, float) else value for key, value in figures.to_dict().items()} for attribute, figures in metrics.items()}
+    attributes = {}
+    for attribute, figures in metrics.items():
+        plain = figures.to_dict()
+        for key, value in plain.items():
+            if isinstance(value, float):
+                plain[key] = to_json_number(value)
+        attributes[attribute] = plain
+
     mean = {}
     for key in ("map", "map_at_k", "chance", "balanced"):
         values = np.array([getattr(figures, key) for figures in metrics.values()], dtype=np.float64)
@@ -337,7 +353,7 @@ def read_increment_rows(
             path = split_table_path(splits_dir, increment, attribute)
             table = read_split(path)
             if table.attribute != attribute:
-                raise ValueError(f"{path} holds attribute {table.attribute!r}, expected {attribute!r}; recreate it with `mclfir data split`.")
+                raise ValueError(f"{path} contains attribute {table.attribute!r}, expected {attribute!r}; recreate it with `mclfir data split`.")
 
             rows = eval_rows(table.frame, attribute, split)
             attribute_rows.append(rows)
@@ -356,6 +372,11 @@ def open_images(cache_dir: Path | None, root: str, paths: Mapping[str, str]) -> 
     if cache_dir is not None:
         from mclfir.data.image_cache import ImageCache
 
+        if not Path(cache_dir).is_dir():
+            raise FileNotFoundError(
+                f"Image cache folder not found: {cache_dir}. Build it with `mclfir data cache`, "
+                "or pass --no-cache to decode the image files instead."
+            )
         return ImageCache(cache_dir)
     _logger.info("No image cache given; decoding image files under %s", resolve(root))
     return FileImageSource(resolve(root), paths)
@@ -414,7 +435,7 @@ def evaluate_increment(
     attribute_rows, paths, root = read_increment_rows(lineage, resolve(splits_dir), split)
     images = open_images(resolve(cache_dir) if cache_dir is not None else None, root, paths)
 
-    result: dict[str, Any] = {"increment": increment, "split": split, "k": k, "attributes": attributes, "checkpoint": str(checkpoint)}
+    result: dict[str, Any] = {"increment": increment, "split": split, "k": k, "attributes": attributes, "checkpoint": _display_path(checkpoint)}
     models = MODELS if which == "both" else (which,)
     for index, model_name in enumerate(models):
         started = time.perf_counter()
@@ -432,6 +453,14 @@ def evaluate_increment(
 
     write_json(result, out)
     return result
+
+
+def _display_path(path: Path) -> str:
+    """Return ``path`` relative to the project root when it lies inside, so metrics files do not name the machine."""
+    try:
+        return path.relative_to(project_root()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def write_json(content: Mapping[str, Any], out: Path) -> Path:
@@ -471,7 +500,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aggregate", action="store_true", help="build metrics/continual.json and the plots from every increment's metrics instead of evaluating")
     parser.add_argument("--which", choices=EVAL_WHICH, help="model to evaluate (default: eval.which); with --aggregate, student or ema (default: eval.report_model)")
     parser.add_argument("--split", choices=EVAL_SPLITS, help="evaluation split (default: eval.split)")
-    parser.add_argument("--export-embeddings", metavar="DIR", help="write <DIR>/<attribute>.npz with query and candidate embeddings and values")
+    parser.add_argument(
+        "--export-embeddings",
+        metavar="DIR",
+        help="write <DIR>/<attribute>.npz with query and candidate embeddings and values; with --which both, the EMA's go to <DIR>/ema/",
+    )
     parser.add_argument("--checkpoint", help="checkpoint to evaluate (default: models/<increment>/checkpoint.pt)")
     parser.add_argument("--splits-dir", default="data/splits", help="folder of the split tables (default: %(default)s)")
     parser.add_argument("--cache", default="data/cache", help="image cache folder (default: %(default)s)")

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 def pair_logit_mask(attribute_ids: torch.Tensor, value_ids: torch.Tensor) -> torch.Tensor:
     """Return which logits take part in InfoNCE for items laid out as ``[anchors; positives]``.
 
-    ``attribute_ids`` and ``value_ids`` are ``[2P]``; the result is bool ``[2P, 2P]``, True at
-    ``(i, j)`` when j is i's positive or one of its negatives (same attribute, other value).
+    ``attribute_ids`` and ``value_ids`` are ``[2P]``. The result is bool ``[2P, 2P]``. It is True
+    at ``(i, j)`` when j is i's positive or one of its negatives (same attribute, other value).
     """
     (N,) = attribute_ids.shape
     if N % 2:
@@ -43,7 +43,7 @@ def info_nce_loss(
     """Return the mean InfoNCE loss of P doublets, symmetric over anchors and positives.
 
     ``anchors`` and ``positives`` are L2-normalised ``[P, D]``; ``attribute_ids`` and
-    ``value_ids`` are ``[P]`` (a pair shares both). An item whose batch holds no negative for it
+    ``value_ids`` are ``[P]`` (a pair shares both). An item whose batch contains no negative for it
     contributes a loss of 0.
     """
     P, _ = anchors.shape

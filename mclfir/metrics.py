@@ -2,7 +2,7 @@
 
 Every query is ranked against every candidate by dot product (embeddings are L2-normalised, so
 this is cosine similarity). A candidate is relevant to a query when both carry the same value
-string; multi-valued images carry their sorted values joined by ``|``, so they match only the
+string. Multi-valued images carry their sorted values joined by ``|``, so they match only the
 same combination. Equal scores are ranked by candidate index, lower index first, so results are
 deterministic.
 
@@ -23,7 +23,7 @@ Queries whose value no candidate carries (``R = 0``) have no defined AP: they ar
 every mean and counted in ``RetrievalMetrics.excluded_queries``.
 
 The ranking is computed in chunks of queries so that the ``[queries, candidates]`` score matrix
-stays below :data:`MAX_CHUNK_ELEMENTS` entries.
+has at most :data:`MAX_CHUNK_ELEMENTS` entries (or one row, when there are more candidates).
 """
 
 import logging
@@ -35,8 +35,8 @@ import numpy as np
 _logger = logging.getLogger(__name__)
 
 # Entries of one [queries, candidates] chunk. The ranking holds up to three arrays of this shape at
-# once (scores, int64 sort keys, then int64 order, int32 gathered codes and bool relevance), about
-# 20 bytes per entry or 80 MB at 2**22 entries, plus the hits of the chunk.
+# once: scores and int64 sort keys, then int64 order, int32 gathered codes and bool relevance.
+# That is about 20 bytes per entry (80 MB at 2**22 entries), plus the hits of the chunk.
 MAX_CHUNK_ELEMENTS = 1 << 22
 _LOW_32_BITS = np.int64(0xFFFFFFFF)
 

@@ -11,7 +11,7 @@ Outputs, under the project root: ``models/<increment>/last.pt`` (every ``checkpo
 steps and at each epoch end, for ``--resume``), ``models/<increment>/checkpoint.pt`` (final) and
 ``metrics/train/<increment>.json`` (per-epoch loss and cost). A resumed run reaches the same
 weights as an uninterrupted run with the same seed: batches come from ``(seed, epoch)``, the
-augmentation of a step from ``(seed, step)``, and the checkpoint holds every other state.
+augmentation of a step from ``(seed, step)``, and the checkpoint contains every other state.
 
 CLI: ``mclfir train --increment inc1 [--resume] [--max-steps N]``.
 """
@@ -54,7 +54,7 @@ _STEP_SEED_STRIDE = 1_000_003
 
 @dataclass(frozen=True)
 class TrainPaths:
-    """Where training reads its inputs and writes its outputs; relative paths start at the project root."""
+    """Input and output folders of training. Relative paths start at the project root."""
 
     cache_dir: str = "data/cache"
     splits_dir: str = "data/splits"
@@ -199,7 +199,7 @@ def build_models(
     """Return the student with the increment's new head and its EMA teacher.
 
     With a parent checkpoint, the student starts from the parent's student weights and the
-    teacher from the parent's EMA weights; the new head is copied into the teacher from the student.
+    teacher from the parent's EMA weights. The teacher takes the new head from the student.
     """
     from mclfir.model.checkpoint import load_checkpoint
     from mclfir.model.ema import EmaTeacher
@@ -287,8 +287,6 @@ class IncrementTrainer:
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.warmup_fraction)
         self.progress = TrainProgress()
 
-    # ----- one step -----
-
     def prepare_batch(self, batch: "DoubletBatch", step: int) -> tuple["torch.Tensor", "torch.Generator"]:
         """Read and augment the 2P images of a batch, laid out as ``[anchors; positives]``."""
         import torch
@@ -363,8 +361,6 @@ class IncrementTrainer:
         self.progress.images_seen += 2 * len(batch)
         return {name: float(value.detach()) for name, value in losses.items()}
 
-    # ----- the loop -----
-
     def fit(self, max_steps: int | None = None) -> bool:
         """Train until the last epoch ends or ``max_steps`` optimizer steps are done in total.
 
@@ -429,8 +425,6 @@ class IncrementTrainer:
                 self.increment, progress.step, self.total_steps, terms["loss"], terms["nce"],
                 self.scheduler.get_last_lr()[0], images_per_s, eta_s,
             )
-
-    # ----- checkpoints -----
 
     def state_payload(self) -> dict[str, Any]:
         """Return the checkpoint payload: plain data and tensors only, loadable with ``weights_only=True``."""
@@ -518,7 +512,7 @@ def seed_everything(seed: int) -> None:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What a training run wrote and how far it got."""
+    """Outcome of a training run: the files written, whether every epoch ran, cost and losses."""
 
     increment: str
     checkpoint: Path

@@ -6,9 +6,12 @@ import math
 import numpy as np
 import pytest
 
+import torch
+
 from mclfir.metrics import (
     balanced_mean,
     expected_random_ap,
+    rank_order,
     ranked_precision,
     retrieval_metrics,
 )
@@ -68,6 +71,36 @@ def test_ranked_precision_matches_reference_loop(seed, chunk_size):
 
     np.testing.assert_allclose(ranked.ap, expected_ap, rtol=0, atol=1e-12, equal_nan=True)
     np.testing.assert_allclose(ranked.ap_at_k, expected_ap_at_k, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_ranked_precision_float64_matches_reference_loop():
+    query_emb, query_values, candidate_emb, candidate_values = random_case(5)
+    query_emb, candidate_emb = query_emb.astype(np.float64), candidate_emb.astype(np.float64)
+    expected_ap, _ = reference_precision(query_emb, query_values, candidate_emb, candidate_values, k=5)
+
+    ranked = ranked_precision(query_emb, query_values, candidate_emb, candidate_values, k=5)
+
+    np.testing.assert_allclose(ranked.ap, expected_ap, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_ranked_precision_accepts_tensors():
+    query_emb, query_values, candidate_emb, candidate_values = random_case(6)
+    expected = ranked_precision(query_emb, query_values, candidate_emb, candidate_values)
+
+    ranked = ranked_precision(torch.from_numpy(query_emb), query_values, torch.from_numpy(candidate_emb), candidate_values)
+
+    np.testing.assert_array_equal(ranked.ap, expected.ap)
+
+
+def test_rank_order_matches_stable_argsort():
+    rng = np.random.default_rng(8)
+    scores = rng.choice(np.array([-2.5, -1.0, -0.0, 0.0, 0.5, 1e-30, -1e-30, 3.0], dtype=np.float32), size=(20, 50))
+    scores[0] = rng.normal(size=50).astype(np.float32)
+
+    order = rank_order(scores)
+
+    expected = np.argsort(-scores.astype(np.float64), axis=1, kind="stable")
+    np.testing.assert_array_equal(order, expected)
 
 
 def test_ranked_precision_counts_relevant():

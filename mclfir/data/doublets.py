@@ -2,7 +2,7 @@
 
 Sampling is balanced over values: a pair first draws a value uniformly among the attribute's
 values with at least two train images, then two distinct images of that value. Skewed value
-counts (a few articleTypes hold most photos) therefore do not decide what the loss sees.
+counts (a few articleTypes have most photos) therefore do not set what the loss is trained on.
 
 Each attribute contributes ``pairs_per_epoch`` pairs per epoch, so the cost of an increment
 grows with the attributes it introduces, not with every attribute served so far. The plan of an
@@ -107,7 +107,7 @@ class DoubletSampler:
     """Plans the batches of each epoch from attribute pools, deterministically from a seed.
 
     ``mixed_batches=False`` gives batches of one attribute each (more negatives per anchor);
-    ``True`` shuffles the pairs of all attributes together, so a batch holds several. Each
+    ``True`` shuffles the pairs of all attributes together, so a batch contains several. Each
     attribute's ``pairs_per_epoch`` is rounded up to whole batches.
     """
 

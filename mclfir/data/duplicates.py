@@ -24,7 +24,7 @@ _GROUPS_LISTED = 1000
 def find_conflicting_duplicates(frame: pd.DataFrame, attributes: list[str]) -> tuple[pd.Series, list[Problem], dict]:
     """Find groups of identical photos and the attributes on which their labels differ.
 
-    ``frame`` holds the usable images with cleaned labels (lists of valid values). Images
+    ``frame`` contains the usable images with cleaned labels (lists of valid values). Images
     without a label for an attribute take no part in that attribute's comparison.
     Returns the ``eval_exclude`` lists (indexed like ``frame``), one ``guard`` problem per image
     and conflicting attribute, and a summary for the report.

@@ -7,7 +7,7 @@ Three tables are validated, each as a pandas dataframe asset of one file-based G
   no path leaves the dataset root; at least ``data.min_images`` rows.
 - ``values``: the long view, one row per (image, attribute, value), of the images that pass
   the image file checks. Per attribute, every value is in the set of values observed for it,
-  less empty strings and unknown markers such as ``NA``; every value is at least one
+  less empty strings and unknown markers such as ``NA``. Every value is at least one
   character long.
 - ``value_counts``: one row per (attribute, value) of the usable images, with its image
   count. Every count is at least ``data.min_images_per_value``.

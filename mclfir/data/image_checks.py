@@ -1,8 +1,8 @@
 """Checks on the image files themselves, which Great Expectations cannot make.
 
-For each catalog row the file must lie inside the dataset root, exist, decode, be RGB or
-convertible to RGB (Pillow's ``convert("RGB")`` succeeds; alpha is dropped, so transparent pixels
-show whatever colour they store), and show more than a blank frame. Its SHA-256 must still match the
+For each catalog row the file must lie inside the dataset root, exist, decode, be convertible
+to RGB by Pillow's ``convert("RGB")``, and show more than a blank frame. Conversion drops alpha,
+so transparent pixels show whatever colour they store; converted images are counted by mode. Its SHA-256 must still match the
 catalog's ``content_hash``. The checks read each file once. Large catalogs are checked in a
 process pool, because for small photos the per-file Python work, not the decoding, dominates.
 """
@@ -27,9 +27,9 @@ from mclfir.data.problems import Problem
 
 _logger = logging.getLogger(__name__)
 
-# A decoded frame whose grayscale pixels span at most this many levels (of 255) holds no
-# product. JPEG noise on a flat frame stays below it. The faintest real photo of Fashion
-# Product Images (a thin gold chain on white, id 56212) spans 17 levels.
+# A decoded frame whose grayscale pixels span at most this many levels (of 255) shows no
+# product. The faintest real photo of Fashion Product Images (a thin gold chain on white,
+# id 56212) spans 17 levels, and no other photo there spans fewer than 41.
 BLANK_RANGE_MAX = 8
 _EXAMPLES_KEPT = 20
 # Below this many images a process pool costs more to start than it saves.
@@ -39,7 +39,7 @@ _POOL_CHUNK = 256
 
 @dataclass
 class ImageStatus:
-    """What the checks learned about one image file."""
+    """Status of one image file, as found by the checks."""
 
     image_id: str
     path: str
@@ -98,7 +98,7 @@ def is_inside(path: Path, root: Path) -> bool:
 
 
 def inspect_image(root: Path, image_id: str, relative_path: str, row: int | None) -> ImageStatus:
-    """Read one image file and return its status; never raises for a bad file."""
+    """Read one image file and return its status; a missing, unreadable or undecodable file is a status, not an exception."""
     status = ImageStatus(image_id=image_id, path=relative_path, row=row)
     path = root / relative_path
 
@@ -110,7 +110,11 @@ def inspect_image(root: Path, image_id: str, relative_path: str, row: int | None
         return status
     status.exists = True
 
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        status.error = f"{type(error).__name__}: {error}"
+        return status
     status.file_hash = hashlib.sha256(data).hexdigest()
 
     try:

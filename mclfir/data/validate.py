@@ -6,8 +6,8 @@ Expectations suites (:mod:`mclfir.data.expectations`) and the duplicate-photo ch
 
 - stop (exit 1): a required column is missing, an id is duplicated, a path leaves the dataset
   root, or fewer than ``data.min_images`` usable images remain;
-- set aside (exit 0): a missing, undecodable, blank or changed image file leaves the catalog; an
-  empty or unknown value leaves only that image's label for that attribute; unrecoverable
+- set aside (exit 0): a missing, undecodable, blank or changed image file leaves the catalog.
+  An empty or unknown value removes only that image's label for that attribute. Unrecoverable
   label rows are counted;
 - guard (exit 0): identical photos with different labels stay, with the attributes in conflict
   listed in ``eval_exclude``; values with fewer than ``data.min_images_per_value`` images are listed.
@@ -397,7 +397,7 @@ def format_summary(result: ValidationResult, report_path: Path) -> list[str]:
     if duplicates:
         lines.append(
             f"[report] identical photos: {duplicates['groups']} groups, {duplicates['images_in_groups']} images; "
-            f"{duplicates['conflicting_groups']} groups with conflicting labels"
+            f"groups with conflicting labels: {duplicates['conflicting_groups']}"
         )
 
     if report.get("data_docs"):
