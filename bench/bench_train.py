@@ -96,6 +96,8 @@ def time_parts(trainer: IncrementTrainer, batch) -> dict[str, float]:
     marks.append(("data loading (cache read)", time.perf_counter()))
     generator = torch.Generator().manual_seed(0)
     inputs = augment_images(images, trainer.image_size, generator)
+    if trainer.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     marks.append(("augmentation", time.perf_counter()))
 
     trainer.model.train()
@@ -146,6 +148,8 @@ def measure(trainer: IncrementTrainer, steps: int, warmup: int) -> dict[str, obj
     first = batches[0]
     images = trainer.cache.read_rows(np.concatenate([first.anchor_rows, first.positive_rows]))
     bare_inputs = trainer.model.preprocess(augment_images(images, trainer.image_size, torch.Generator().manual_seed(0)))
+    if trainer.channels_last:
+        bare_inputs = bare_inputs.contiguous(memory_format=torch.channels_last)
 
     full, bare, parts = [], [], []
     for index in range(warmup + steps):

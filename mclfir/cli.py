@@ -11,6 +11,7 @@ import logging
 import sys
 
 _logger = logging.getLogger(__name__)
+_QUIET_LOGGERS = ("great_expectations",)
 
 # (command path, module, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
@@ -55,6 +56,9 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # Great Expectations logs internal bookkeeping at INFO on import; keep its warnings only.
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,11 +127,11 @@ def load_model_config(params: dict[str, Any] | None = None) -> ModelConfig:
 class TrainConfig:
     """The ``train`` section: doublet sampling, optimiser, schedule, loss weights and checkpoints."""
 
-    epochs: int = 2
+    epochs: int = 3
     # Pairs per batch; a batch holds 2 * batch_size images.
     batch_size: int = 32
     # Pairs per attribute per epoch, rounded up to whole batches.
-    pairs_per_epoch: int = 4096
+    pairs_per_epoch: int = 8192
     # False: one attribute per batch (more negatives per anchor); True: attributes mixed in a batch.
     mixed_batches: bool = False
     lr: float = 1e-3

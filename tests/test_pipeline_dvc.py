@@ -26,8 +26,9 @@ def _make_dataset(root: Path, count: int) -> None:
         article = ARTICLES[index % len(ARTICLES)]
         gender = "Men" if index % 2 else "Women"
         lines.append(f"{1000 + index},{gender},Apparel,Topwear,{article},{colour},Summer,2012,Casual,Item {index}")
-        shade = COLOURS[colour]
-        Image.new("RGB", (60, 80), (shade[0], shade[1], (shade[2] + index) % 256)).save(root / "images" / f"{1000 + index}.jpg")
+        image = Image.new("RGB", (60, 80), COLOURS[colour])
+        image.paste((255, 255, 255), (5, 5 + index % 20, 30, 40 + index % 20))
+        image.save(root / "images" / f"{1000 + index}.jpg")
     (root / "styles.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -100,7 +101,24 @@ def test_plan_change_reruns_only_its_increment(dvc_project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     rerun = _run(["dvc", "repro", "split", "plan"], project, env)
 
-    assert "split@inc3" in rerun.stdout
-    assert "split@inc0" not in rerun.stdout
+    assert "Running stage 'split@inc3'" in rerun.stdout
+    assert "Running stage 'split@inc0'" not in rerun.stdout
     assert (project / "data/splits/inc0/gender.parquet").read_bytes() == before
     assert sorted(path.name for path in (project / "data/splits/inc3").glob("*.parquet")) == ["season.parquet"]
+
+
+def test_push_and_pull_through_local_remote(dvc_project, tmp_path):
+    project, env = dvc_project
+    _run(["dvc", "repro", "prepare"], project, env)
+    _run(["dvc", "remote", "add", "-d", "store", str(tmp_path / "remote")], project, env)
+    catalog = project / "data/catalog/catalog.parquet"
+    pushed = catalog.read_bytes()
+
+    _run(["dvc", "push"], project, env)
+    shutil.rmtree(project / "data/catalog")
+    shutil.rmtree(project / "data/raw")
+    shutil.rmtree(project / ".dvc/cache")
+    _run(["dvc", "pull"], project, env)
+
+    assert catalog.read_bytes() == pushed
+    assert len(list((project / "data/raw/fashion-products/images").glob("*.jpg"))) == 48

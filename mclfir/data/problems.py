@@ -79,4 +79,5 @@ def _describe(problem: Problem) -> str:
         parts.append(f"id {problem.image_id}")
     if problem.column:
         parts.append(f"{problem.column}={problem.value!r}")
-    return " ".join(part for part in parts if part)
+    described = " ".join(part for part in parts if part)
+    return described or problem.message

@@ -152,7 +152,12 @@ def validate_catalog(
 
     checks = expectations.build_checks(frame, values, counts, attributes, min_images, min_images_per_value)
     suite_run = expectations.run_checks(checks, gx_dir)
-    problems += expectations.problems_from_outcomes(suite_run.outcomes)
+    # A file that is missing also has no content hash; report it once, as the missing file.
+    missing_files = {problem.image_id for problem in image_result.problems if problem.check == "missing_image"}
+    problems += [
+        problem for problem in expectations.problems_from_outcomes(suite_run.outcomes)
+        if not (problem.check == "missing_content_hash" and problem.image_id in missing_files)
+    ]
 
     set_aside_ids = _set_aside_ids(problems, attributes)
     usable = _clean_labels(frame[~frame[ID_COLUMN].astype(str).isin(set_aside_ids)] if ID_COLUMN in frame.columns else frame.iloc[0:0], attributes)
