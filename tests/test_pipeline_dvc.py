@@ -118,7 +118,7 @@ def test_push_and_pull_through_local_remote(dvc_project, tmp_path):
     shutil.rmtree(project / "data/catalog")
     shutil.rmtree(project / "data/raw")
     shutil.rmtree(project / ".dvc/cache")
-    _run(["dvc", "pull", "prepare"], project, env)
+    _run(["dvc", "pull", "import", "prepare"], project, env)
 
     assert catalog.read_bytes() == pushed
     assert len(list((project / "data/raw/fashion-products/images").glob("*.jpg"))) == 48
