@@ -22,6 +22,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "split"), "mclfir.data.split", "split a validated catalog into train, valid and test, per attribute"),
     (("data", "plan"), "mclfir.data.increments", "check the increment plan against the data and write it out"),
     (("data", "cache"), "mclfir.data.image_cache", "decode every catalog image once into a memory-mapped array"),
+    (("init",), "mclfir.init_model", "write the initial model that the first increment starts from"),
     (("train",), "mclfir.train", "train one increment: a new attribute head on the parent's backbone"),
     (("evaluate",), "mclfir.evaluate", "evaluate an increment's checkpoint (retrieval mAP), or aggregate the continual report"),
 ]

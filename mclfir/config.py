@@ -128,7 +128,7 @@ class TrainConfig:
     """The ``train`` section: doublet sampling, optimiser, schedule, loss weights and checkpoints."""
 
     epochs: int = 3
-    # Pairs per batch; a batch holds 2 * batch_size images.
+    # Pairs per batch; a batch contains 2 * batch_size images.
     batch_size: int = 32
     # Pairs per attribute per epoch, rounded up to whole batches.
     pairs_per_epoch: int = 8192

@@ -1,7 +1,7 @@
 """Train one increment: a new attribute head on the parent's backbone, with an EMA teacher.
 
-The student starts from the parent increment's checkpoint (or a fresh model when the parent is
-``init``), gets one new head for the increment's attributes, and trains on balanced doublets
+The student starts from the parent increment's checkpoint (for the parent ``init``, the file
+written by ``mclfir init``, or a fresh model when there is none), gets one new head for the increment's attributes, and trains on balanced doublets
 with InfoNCE. From the second increment on, the EMA teacher anchors the student: the student's
 backbone features and its earlier heads' embeddings are pulled towards the teacher's on the
 current batch. The teacher is an exponential moving average of the student, updated after every
@@ -205,12 +205,12 @@ def build_models(
     from mclfir.model.ema import EmaTeacher
     from mclfir.model.multihead import MultiHeadModel
 
-    if parent == INIT_PARENT:
+    parent_path = paths.model_dir(parent) / CHECKPOINT_FILE
+    if parent == INIT_PARENT and not parent_path.is_file():
         model = MultiHeadModel(model_cfg)
         model.add_increment(increment, attributes)
         return model, EmaTeacher(model, ema_decay)
 
-    parent_path = paths.model_dir(parent) / CHECKPOINT_FILE
     if not parent_path.is_file():
         raise FileNotFoundError(
             f"Parent checkpoint not found: {parent_path}. Train increment {parent!r} first "

@@ -242,7 +242,6 @@ def test_too_few_images_stops(tmp_path, capsys):
 
 
 @pytest.mark.realdata
-@pytest.mark.slow
 def test_real_data_defects_reported(real_data_root, tmp_path, capsys):
     catalog_path = tmp_path / "catalog.parquet"
     prepared = main(["data", "prepare", "--source", "fashion-products", "--root", str(real_data_root), "--out", str(catalog_path)])

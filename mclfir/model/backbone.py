@@ -3,6 +3,9 @@
 The head attends over the positions of the feature map, so the map must keep some spatial
 resolution: the real photos are 80x60 px, where a stride-32 map is only 3x2. For ResNets
 ``feature_index: 3`` stops after stage 3 (stride 16) and timm drops the later stages.
+
+NOTE: timm 1.0.31's EfficientNet and MobileNetV3 feature wrappers keep and run every block
+whatever the out index, so with those backbones the later stages cost time and go unused.
 """
 
 import logging
@@ -98,7 +101,7 @@ def _create_body(cfg: ModelConfig, weights_file: Path | None) -> nn.Module:
         if weights_file is not None:
             raise RuntimeError(
                 f"Failed to load backbone weights from {weights_file} into {cfg.backbone}: {error}. "
-                "Check that the file holds weights of that timm model."
+                "Check that the file contains weights of that timm model."
             ) from error
         raise
     except (IndexError, AssertionError) as error:
@@ -134,10 +137,10 @@ def _check_weights_loaded(body: nn.Module, weights_file: Path, backbone_name: st
         if file_shapes.get(_normalise_key(key)) != tuple(value.shape):
             missing.append(key)
     if missing:
-        shown = ", ".join(missing[:5])
+        first_missing = ", ".join(missing[:5])
         raise RuntimeError(
             f"Invalid backbone weights file {weights_file}: {len(missing)} of {len(body.state_dict())} tensors of "
-            f"{backbone_name} are missing or have another shape (first: {shown}). "
+            f"{backbone_name} are missing or have another shape (first: {first_missing}). "
             "Use a weights file saved from the same timm model (model.state_dict())."
         )
 

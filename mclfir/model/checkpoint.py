@@ -63,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
-            f"Invalid checkpoint {path}: it holds objects other than tensors and plain data ({error}). "
+            f"Invalid checkpoint {path}: it contains objects other than tensors and plain data ({error}). "
             "Write checkpoints with save_checkpoint."
         ) from error
     if not isinstance(payload, dict):
@@ -76,7 +76,7 @@ def load_model(path: str | os.PathLike, which: str = "student", device: str | to
 
     The structure comes from ``payload["structure"]`` and the model config from
     ``payload["config"]`` (its ``model`` section). Pretrained weights are not fetched again because
-    the checkpoint holds all weights. Returns the model in eval mode on ``device``.
+    the checkpoint contains all weights. Returns the model in eval mode on ``device``.
     """
     if which not in ("student", "ema"):
         raise ValueError(f"Invalid which={which!r}; use 'student' or 'ema'.")

@@ -1,9 +1,9 @@
 """EMA teacher: an exponential moving average of the student, used as a frozen teacher.
 
 The average is kept by ``timm.utils.ModelEmaV3`` (parameters and buffers, in place). This
-wrapper adds what continual training needs: a frozen module that stays in eval mode, a check
-that teacher and student have the same tensors before each update (timm pairs them by position
-only), a way to take over the head of a new increment, and a step counter that is saved.
+wrapper adds a frozen module that stays in eval mode and a step counter that is saved. Before
+each update it checks that teacher and student have the same tensors, because timm pairs them
+by position only. After a new increment it takes over the new head from the student.
 """
 
 import copy

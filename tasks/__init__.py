@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over ``mclfir`` functions, with retries on I/O only."""
