@@ -241,7 +241,14 @@ def build_sampler(
     pools = [read_train_pool(split_dir / f"{attribute}.parquet", cache.rows) for attribute in attributes]
     for pool in pools:
         _logger.info("Attribute %s: %d train images over %d values", pool.attribute, pool.images, len(pool.values))
-    return DoubletSampler(pools, cfg.pairs_per_epoch, cfg.batch_size, cfg.seed, cfg.mixed_batches)
+
+    # An epoch is at most one pass over the train images (two per pair), so a subsample such as
+    # data.max_images=3000 gets shorter epochs instead of revisiting the same images many times.
+    one_pass = math.ceil(max(pool.images for pool in pools) / 2)
+    pairs_per_epoch = min(cfg.pairs_per_epoch, one_pass)
+    if pairs_per_epoch < cfg.pairs_per_epoch:
+        _logger.info("Using %d pairs per attribute per epoch: one pass over the train images (train.pairs_per_epoch is %d)", pairs_per_epoch, cfg.pairs_per_epoch)
+    return DoubletSampler(pools, pairs_per_epoch, cfg.batch_size, cfg.seed, cfg.mixed_batches)
 
 
 class IncrementTrainer:

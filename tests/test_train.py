@@ -6,6 +6,7 @@ so ``colour`` (increment inc0) and ``side`` (increment inc1) are both learnable.
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -133,18 +134,18 @@ def _assert_states_close(first: dict, second: dict) -> None:
 
 
 def test_train_writes_checkpoint_and_metrics(data_dir, tmp_path):
-    params = _params()
+    params = _params(pairs_per_epoch=8)
     paths = _paths(data_dir, tmp_path)
 
     result = train_increment("inc0", params, paths, device=torch.device("cpu"))
 
-    # 16 pairs per epoch in batches of 4: 4 steps per epoch, 2 epochs, 8 images per step.
+    # 8 pairs per epoch in batches of 4: 2 steps per epoch, 2 epochs, 8 images per step.
     assert result.completed
-    assert result.cost["steps"] == 8
-    assert result.cost["images_seen"] == 64
+    assert result.cost["steps"] == 4
+    assert result.cost["images_seen"] == 32
     metrics = json.loads(result.metrics.read_text())
     assert [entry["epoch"] for entry in metrics["epochs"]] == [0, 1]
-    assert metrics["cost"]["steps"] == 8
+    assert metrics["cost"]["steps"] == 4
     assert (tmp_path / "models" / "inc0" / "last.pt").is_file()
 
 
@@ -170,7 +171,7 @@ def test_loss_decreases_during_training(data_dir, tmp_path):
 
 
 def test_ema_changes_and_differs_from_frozen_copy(data_dir, tmp_path):
-    trainer = _trainer(data_dir, tmp_path, "inc0", _params())
+    trainer = _trainer(data_dir, tmp_path, "inc0", _params(pairs_per_epoch=8))
     frozen = copy.deepcopy(trainer.teacher.module.state_dict())
 
     trainer.fit()
@@ -178,7 +179,7 @@ def test_ema_changes_and_differs_from_frozen_copy(data_dir, tmp_path):
     teacher_state = trainer.teacher.module.state_dict()
     student_state = trainer.model.state_dict()
     weight = "backbone.body.conv1.0.weight"
-    assert trainer.teacher.step == 8
+    assert trainer.teacher.step == 4
     assert not torch.equal(teacher_state[weight], frozen[weight])
     assert not torch.equal(teacher_state[weight], student_state[weight])
     assert all(not parameter.requires_grad for parameter in trainer.teacher.module.parameters())
@@ -242,18 +243,19 @@ def test_second_increment_trains_with_distillation(data_dir, tmp_path):
 
 
 def test_resume_matches_uninterrupted_run(data_dir, tmp_path):
-    params = _params(epochs=2, pairs_per_epoch=16)
+    # 12 pairs in batches of 4: 3 steps per epoch, so stopping after step 4 interrupts epoch 1.
+    params = _params(epochs=2, pairs_per_epoch=12)
     whole = tmp_path / "whole"
     split = tmp_path / "split"
 
     reference = train_increment("inc0", params, _paths(data_dir, whole), device=torch.device("cpu"))
-    stopped = train_increment("inc0", params, _paths(data_dir, split), max_steps=3, device=torch.device("cpu"))
+    stopped = train_increment("inc0", params, _paths(data_dir, split), max_steps=4, device=torch.device("cpu"))
     resumed = train_increment("inc0", params, _paths(data_dir, split), resume=True, device=torch.device("cpu"))
 
     assert not stopped.completed
-    assert stopped.cost["steps"] == 3
+    assert stopped.cost["steps"] == 4
     assert resumed.completed
-    assert resumed.cost["steps"] == reference.cost["steps"] == 8
+    assert resumed.cost["steps"] == reference.cost["steps"] == 6
     whole_payload = load_checkpoint(reference.checkpoint)
     split_payload = load_checkpoint(resumed.checkpoint)
     _assert_states_close(whole_payload["model"], split_payload["model"])
@@ -276,3 +278,16 @@ def test_unknown_increment_raises(data_dir, tmp_path):
 def test_missing_parent_checkpoint_raises(data_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="mclfir train --increment inc0"):
         train_increment("inc1", _params(), _paths(data_dir, tmp_path), device=torch.device("cpu"))
+
+
+def test_epoch_capped_at_one_pass(data_dir, tmp_path):
+    params = _params(pairs_per_epoch=10_000)
+    paths = _paths(data_dir, tmp_path)
+    cfg = load_train_config(params)
+    cache = ImageCache(paths.cache_dir)
+
+    sampler = build_sampler("inc0", ["colour"], cache, paths, cfg)
+
+    train_images = max(pool.images for pool in sampler.pools)
+    assert sampler.pairs_per_attribute < 10_000
+    assert sampler.pairs_per_attribute == math.ceil(math.ceil(train_images / 2) / cfg.batch_size) * cfg.batch_size
