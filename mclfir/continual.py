@@ -267,6 +267,43 @@ def write_map_per_increment(report: Mapping[str, Any], out: Path) -> Path:
     return out
 
 
+def plot_map_per_increment(report: Mapping[str, Any], out: Path) -> Path:
+    """Draw each attribute's mAP and the mean over learned attributes after every increment, as PNG.
+
+    The same figures as the per-increment CSV. ``dvc plots show`` renders a PNG without network
+    access, unlike its Vega-Lite templates, which load Vega from a CDN.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values, increments, attributes = r_array(report)
+    steps = np.arange(len(increments))
+
+    figure, axes = plt.subplots(figsize=(max(6.0, 1.2 * len(increments) + 3.0), 4.5))
+    for column, attribute in enumerate(attributes):
+        axes.plot(steps, values[:, column], marker="o", linewidth=1.2, label=attribute)
+    means = np.array([_nanmean(row) for row in values])
+    axes.plot(steps, means, color="black", linewidth=2.5, linestyle="--", marker="s", label="mean")
+
+    axes.set_xticks(steps, increments)
+    axes.set_xlabel("after increment")
+    axes.set_ylabel("mAP (%)")
+    axes.set_ylim(0.0, 100.0)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    axes.set_title(f"{report['model']} mAP per increment")
+    figure.tight_layout()
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    _logger.info("Wrote mAP per increment plot to %s", out)
+    return out
+
+
 def write_report(report: Mapping[str, Any], out: Path) -> Path:
     """Write the continual report as JSON (NaN written as null)."""
     out = Path(out)
@@ -287,7 +324,7 @@ def aggregate(
     which: str = "student",
     last_increment: str | None = None,
 ) -> dict[str, Any]:
-    """Build ``continual.json``, the heatmap and the per-increment CSV from each increment's results.
+    """Build ``continual.json``, the heatmap and the per-increment CSV and PNG from each increment's results.
 
     Covers the plan's increments up to ``last_increment`` (default: the last of the plan); each
     must have ``<increment_metrics_dir>/<increment>.json``.
@@ -307,4 +344,5 @@ def aggregate(
     write_report(report, Path(report_path))
     plot_map_heatmap(report, Path(plots_dir) / "map_heatmap.png")
     write_map_per_increment(report, Path(plots_dir) / "map_per_increment.csv")
+    plot_map_per_increment(report, Path(plots_dir) / "map_per_increment.png")
     return report

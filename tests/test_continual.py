@@ -119,6 +119,7 @@ def test_aggregate_writes_report_and_plots(tmp_path):
     assert report["cost"][0]["wall_s"] == 3.5
     assert report["cost"][1]["steps"] is None
     assert (tmp_path / "plots" / "map_heatmap.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "plots" / "map_per_increment.png").read_bytes()[:4] == b"\x89PNG"
 
     with (tmp_path / "plots" / "map_per_increment.csv").open() as handle:
         rows = list(csv.DictReader(handle))
