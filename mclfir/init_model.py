@@ -1,7 +1,7 @@
 """Initialise the model that the first increment starts from: the ``init`` parent.
 
 The ``init`` DVC stage writes ``models/init/checkpoint.pt``: the backbone (timm's pretrained
-weights when ``model.pretrained`` or ``model.weights_path`` asks for them, else a seeded random
+weights when ``model.pretrained`` or ``model.weights_path`` requests them, else a seeded random
 initialisation) with no heads yet, and its EMA teacher. Training of an increment whose parent is
 ``init`` starts from this file, so the starting weights are versioned by DVC like every other
 increment's. Without the file, training builds the same model in-process from ``train.seed``.

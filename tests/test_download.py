@@ -1,4 +1,4 @@
-"""Download step, tested against a local HTTP server that stands in for Kaggle."""
+"""Download step, tested against a local HTTP server in place of Kaggle."""
 
 import http.server
 import threading

@@ -1,7 +1,7 @@
 """Problems found in a dataset, collected in one pass and reported together.
 
 Every check records a :class:`Problem` instead of raising on the first bad row, so a user
-sees every defect of a dataset in one run. The action says what the pipeline does about it:
+sees every defect of a dataset in one run. The action states what the pipeline does about it:
 
 - ``stop``: the data may not be used; the command exits 1.
 - ``set_aside``: the row, or the image's label for one attribute, is left out, counted and reported.
