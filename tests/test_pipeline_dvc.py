@@ -87,7 +87,7 @@ def test_data_stages_reproduce_and_stay_up_to_date(dvc_project):
 
     second = _run(["dvc", "repro", *targets], project, env)
     assert "Running stage" not in second.stdout
-    status = _run(["dvc", "status"], project, env)
+    status = _run(["dvc", "status", *targets], project, env)
     assert "up to date" in status.stdout
 
 
