@@ -12,6 +12,8 @@ import sys
 
 _logger = logging.getLogger(__name__)
 _QUIET_LOGGERS = ("great_expectations",)
+# Errors that mean bad input (files, parameters, tables); pyarrow's and PyYAML's derive from these.
+_INPUT_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError)
 
 # (command path, module, one-line help)
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
@@ -63,10 +65,26 @@ def configure_logging(verbose: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command and return its exit status."""
+    """Run one command and return its exit status.
+
+    Errors that describe bad input or a missing file (a missing catalog, an unknown increment,
+    invalid parameters) are logged as one line and give exit status 1. ``--verbose`` adds the
+    traceback. Other exceptions propagate, because they are bugs.
+    """
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except _INPUT_ERRORS as error:
+        _logger.error("%s: %s", type(error).__name__, _message(error), exc_info=args.verbose)
+        return 1
+
+
+def _message(error: BaseException) -> str:
+    # KeyError wraps its message in quotes; show the text itself.
+    if isinstance(error, KeyError) and len(error.args) == 1 and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ class SplitConfig:
         if abs(total - 1.0) > 1e-6:
             raise ValueError(
                 f"Invalid split fractions in data.split: train {self.train} + valid {self.valid} "
-                f"+ test {self.test} = {total}; set them so that they sum to 1."
+                f"+ test {self.test} = {total:.6g}; set them so that they sum to 1."
             )
         if not 0.0 < self.query_fraction < 1.0:
             raise ValueError(
@@ -52,8 +52,35 @@ class DataConfig:
     @classmethod
     def from_dict(cls, section: dict[str, Any]) -> "DataConfig":
         section = dict(section)
-        split = SplitConfig(**section.pop("split", {}))
-        return cls(split=split, **section)
+        split = _build_section(SplitConfig, section.pop("split", {}) or {}, "data.split")
+        return _build_section(cls, {**section, "split": split}, "data")
+
+
+def _build_section(cls: type, section: dict[str, Any], prefix: str) -> Any:
+    """Build the dataclass ``cls`` from a params section, converting values to the field types.
+
+    Unknown keys and values of the wrong type raise ``ValueError`` naming the key in params.yaml.
+    """
+    fields = {name: spec for name, spec in cls.__dataclass_fields__.items()}
+    unknown = sorted(set(section) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"Unknown keys {', '.join(f'{prefix}.{key}' for key in unknown)} in params.yaml; "
+            f"{prefix} takes: {', '.join(fields)}."
+        )
+
+    values = {}
+    for name, value in section.items():
+        expected = fields[name].type
+        if expected in (int, float, str) and not isinstance(value, bool):
+            try:
+                value = expected(value)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"Invalid {prefix}.{name} {value!r} in params.yaml: expected {expected.__name__}."
+                ) from None
+        values[name] = value
+    return cls(**values)
 
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
@@ -64,7 +91,10 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
             f"Parameters file not found: {params_path}. Run from the project folder or set MCLFIR_PROJECT_ROOT."
         )
     with params_path.open(encoding="utf-8") as handle:
-        params = yaml.safe_load(handle) or {}
+        try:
+            params = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"Invalid YAML in parameters file {params_path}: {error}") from error
     if not isinstance(params, dict):
         raise ValueError(f"Invalid parameters file {params_path}: expected a mapping at the top level.")
     return params

@@ -92,7 +92,11 @@ def write_catalog(catalog: Catalog, out: Path) -> Path:
     schema = _arrow_schema(catalog.attributes, metadata)
     extra_columns = [name for name in catalog.frame.columns if name not in schema.names]
 
-    table = pa.Table.from_pandas(catalog.frame[list(schema.names)], schema=schema, preserve_index=False)
+    frame = catalog.frame[list(schema.names)].copy()
+    for name in catalog.attributes:
+        # An empty frame gives its list columns a float dtype, which Arrow cannot cast to a list type.
+        frame[name] = frame[name].astype(object)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     for name in extra_columns:
         table = table.append_column(name, pa.array(catalog.frame[name].tolist()))
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})

@@ -265,7 +265,10 @@ def format_summary(catalog: Catalog | None, problems: list[Problem], out: Path, 
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use 0 (keep all) or a positive number of images") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"invalid value {value}: use 0 (keep all) or a positive number of images")
     return value

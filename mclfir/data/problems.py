@@ -45,10 +45,17 @@ class Problem:
 def problems_frame(problems: Iterable[Problem]) -> pd.DataFrame:
     """Return problems as a table with one row each, in the order found."""
     columns = list(Problem.__dataclass_fields__)
-    records = [asdict(problem) for problem in problems]
+    records = [{key: _printable(value) for key, value in asdict(problem).items()} for problem in problems]
     frame = pd.DataFrame.from_records(records, columns=columns)
     frame["row"] = frame["row"].astype("Int64")
     return frame
+
+
+def _printable(value: object) -> object:
+    """Return text with undecodable bytes (read with ``surrogateescape``) shown as ``\\xNN`` escapes."""
+    if not isinstance(value, str):
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def has_stop(problems: Iterable[Problem]) -> bool:
@@ -57,7 +64,7 @@ def has_stop(problems: Iterable[Problem]) -> bool:
 
 
 def summarize(problems: Iterable[Problem]) -> list[str]:
-    """Return one summary line per (action, check): its count and a few examples."""
+    """Return one summary line per (action, check) with its count and a few examples; stops add their fix."""
     grouped: dict[tuple[str, str], list[Problem]] = defaultdict(list)
     for problem in problems:
         grouped[(problem.action, problem.check)].append(problem)
@@ -70,6 +77,9 @@ def summarize(problems: Iterable[Problem]) -> list[str]:
             examples = "; ".join(_describe(problem) for problem in members[:_EXAMPLES_SHOWN])
             more = f"; and {len(members) - _EXAMPLES_SHOWN} more" if len(members) > _EXAMPLES_SHOWN else ""
             lines.append(f"[{action}] {check}: {len(members)} ({examples}{more})")
+            if action == "stop":
+                # A stop needs a fix, so show what the first problem says to do.
+                lines.append(f"    {_printable(members[0].message)}")
     return lines
 
 
