@@ -1,8 +1,9 @@
 """Print a Markdown table of per-attribute retrieval quality after the last increment.
 
 Columns: the trained model's mAP, value-balanced mAP and mAP@k (from ``metrics/continual.json``),
-the chance mAP of a random ranking, and the mAP of untrained features (from the JSON written by
-``bench/untrained_floor.py``): the better of 16x12 grey pixels and an RGB colour histogram.
+and the chance mAP of a random ranking. The last column is the mAP of untrained features, from
+the JSON that ``bench/untrained_floor.py`` writes: the better of 16x12 grey pixels and an RGB
+colour histogram.
 
 Run: ``.venv/bin/python bench/quality_table.py --report metrics/continual.json --floor metrics/untrained_floor.json``
 """

@@ -1,5 +1,7 @@
 """Command-line behaviour on bad input: one clear line and exit status 1, no traceback."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -78,5 +80,5 @@ def test_summary_shows_fix_for_stops():
 def test_data_config_errors_name_key(section, message):
     from mclfir.config import DataConfig
 
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         DataConfig.from_dict(section)
