@@ -27,6 +27,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("init",), "mclfir.init_model", "write the initial model that the first increment starts from"),
     (("train",), "mclfir.train", "train one increment: a new attribute head on the parent's backbone"),
     (("evaluate",), "mclfir.evaluate", "evaluate an increment's checkpoint (retrieval mAP), or aggregate the continual report"),
+    (("registry", "register"), "mclfir.registry_cli.register", "register a checkpoint as an MLflow model version and run the promotion gate"),
+    (("registry", "review"), "mclfir.registry_cli.review", "compare a registered version with the champion, per attribute"),
+    (("registry", "promote"), "mclfir.registry_cli.promote", "make a version the champion against the gate, recording why"),
 ]
 
 

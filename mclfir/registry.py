@@ -182,7 +182,7 @@ def register(
     existing = find_version_by_checkpoint(client, config.model_name, checkpoint_sha256)
     if existing is not None:
         _logger.info("Checkpoint %s is already version %s of %r; nothing registered.", checkpoint_path, existing.version, config.model_name)
-        return existing.version
+        return str(existing.version)
 
     from mclfir.model.checkpoint import load_model
 
@@ -202,7 +202,7 @@ def register(
     with tracking.child_run("register", last_increment, params={"registry": dataclasses.asdict(config)}):
         model_info = _log_pyfunc(model, checkpoint_path)
         tracking.log_continual(report)
-    version = mlflow.register_model(model_info.model_uri, config.model_name, tags=tags).version
+    version = str(mlflow.register_model(model_info.model_uri, config.model_name, tags=tags).version)
     client.set_registered_model_alias(config.model_name, CHALLENGER, version)
     _logger.info("Registered %s as version %s of %r (alias challenger).", checkpoint_path, version, config.model_name)
 
@@ -360,7 +360,7 @@ def check_gate(challenger: ModelVersion, champion: ModelVersion | None, config: 
             reason = f"{attribute} is served by champion version {champion.version} but not by version {challenger.version}"
             checks.append(AttributeCheck(attribute, value, None, "lost", False, reason))
 
-    return GateResult(challenger.version, champion.version if champion is not None else None, checks)
+    return GateResult(str(challenger.version), str(champion.version) if champion is not None else None, checks)
 
 
 def apply_gate(client: MlflowClient, config: RegistryConfig, version: str) -> GateResult:
@@ -385,7 +385,7 @@ def apply_gate(client: MlflowClient, config: RegistryConfig, version: str) -> Ga
 def _make_champion(client: MlflowClient, model_name: str, version: str) -> None:
     client.set_registered_model_alias(model_name, CHAMPION, version)
     challenger = _alias_version(client, model_name, CHALLENGER)
-    if challenger is not None and challenger.version == version:
+    if challenger is not None and str(challenger.version) == str(version):
         client.delete_registered_model_alias(model_name, CHALLENGER)
 
 
@@ -411,7 +411,7 @@ def review(version: str | int | None = None, params: Mapping[str, Any] | None = 
 
     candidate = _review_candidate(client, config.model_name, version)
     champion = _alias_version(client, config.model_name, CHAMPION)
-    if champion is not None and champion.version == candidate.version:
+    if champion is not None and str(champion.version) == str(candidate.version):
         champion_label = f"version {champion.version} is the champion"
         champion = None
     else:
@@ -469,10 +469,10 @@ def promote(version: str | int, reason: str, params: Mapping[str, Any] | None = 
     config = RegistryConfig.from_params(params)
     tracking.configure()
     client = MlflowClient()
-    version = _review_candidate(client, config.model_name, version).version
+    version = str(_review_candidate(client, config.model_name, version).version)
 
     previous = _alias_version(client, config.model_name, CHAMPION)
-    previous_version = previous.version if previous is not None else None
+    previous_version = str(previous.version) if previous is not None else None
     tags = {
         "gate.override": "true",
         "gate.override_by": _user(),

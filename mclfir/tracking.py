@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,7 @@ def log_training_input(split_files: Iterable[str | os.PathLike], data_hash_value
     """
     import pandas as pd
     import pyarrow.parquet as pq
-    from mlflow.data.artifact_dataset_sources import LocalArtifactDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
 
     rows = []
     for path in split_files:
@@ -325,12 +326,17 @@ def log_training_input(split_files: Iterable[str | os.PathLike], data_hash_value
     summary = pd.DataFrame(rows, columns=["increment", "attribute", "path", "rows"])
 
     folders = sorted({str(Path(row["path"]).parent.parent) for row in rows}) or [str(project_root() / "data" / "splits")]
-    dataset = mlflow.data.from_pandas(
-        summary,
-        source=LocalArtifactDatasetSource(folders[0]),
-        name=f"mclfir-splits-{data_hash_value[:12]}",
-        digest=data_hash_value[:32],
-    )
+    with warnings.catch_warnings():
+        # MLflow 3.17 registers a local source for both "" and "file" and warns that a path matches
+        # both. It also warns about the integer row counts, which are never missing.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        dataset = mlflow.data.from_pandas(
+            summary,
+            source=resolve_dataset_source(folders[0]),
+            name=f"mclfir-splits-{data_hash_value[:12]}",
+            digest=data_hash_value[:32],
+        )
     mlflow.log_input(dataset, context=context, tags={TAG_DATA_HASH: data_hash_value})
 
 
