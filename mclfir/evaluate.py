@@ -424,8 +424,10 @@ def evaluate_increment(
     config = load_eval_config(params)
     split = split or config.split
     which = which or config.which
-    k = k or config.k
-    batch_size = batch_size or config.batch_size
+    k = config.k if k is None else k
+    batch_size = config.batch_size if batch_size is None else batch_size
+    if k < 1 or batch_size < 1:
+        raise ValueError(f"Invalid k {k} or batch size {batch_size}: both must be positive (eval.k, eval.batch_size).")
     torch_device = resolve_device(device or config.device)
     checkpoint = resolve(checkpoint or f"models/{increment}/checkpoint.pt")
     out = resolve(out or f"metrics/increments/{increment}.json")

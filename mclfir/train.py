@@ -176,16 +176,15 @@ def build_optimizer(model: "torch.nn.Module", cfg: TrainConfig) -> "torch.optim.
 
 
 def load_increment_plan(params: dict[str, Any], increment: str) -> tuple[list[str], str]:
-    """Return the attributes and the parent of ``increment`` from the ``increments`` section."""
-    plan = params.get("increments") or {}
-    if increment not in plan:
-        known = ", ".join(plan) or "none"
-        raise KeyError(f"Unknown increment {increment!r} in params.yaml; known increments: {known}.")
-    entry = plan[increment]
-    attributes = list(entry.get("attributes") or [])
-    if not attributes:
-        raise ValueError(f"Increment {increment!r} in params.yaml lists no attributes; add at least one.")
-    return attributes, str(entry.get("parent", INIT_PARENT))
+    """Return the attributes and the parent of ``increment`` from the validated increment plan.
+
+    The plan check rejects unknown, self-referencing and later parents with a message that
+    names the increment and the fix.
+    """
+    from mclfir.data.increments import load_plan
+
+    entry = load_plan(params).get(increment)
+    return list(entry.attributes), entry.parent
 
 
 def build_models(
@@ -217,6 +216,7 @@ def build_models(
             f"(`mclfir train --increment {parent}`)."
         )
     payload = load_checkpoint(parent_path)
+    _check_parent_complete(payload, parent, parent_path)
     model = MultiHeadModel.from_structure(model_cfg, payload["structure"])
     model.load_state_dict(payload["model"])
     teacher = EmaTeacher(model, ema_decay)
@@ -225,6 +225,16 @@ def build_models(
     model.add_increment(increment, attributes)
     teacher.sync_structure(model)
     return model, teacher
+
+
+def _check_parent_complete(payload: dict[str, Any], parent: str, path: Path) -> None:
+    """Raise when the parent checkpoint comes from a run that stopped before its last epoch."""
+    epochs = (payload.get("config") or {}).get("train", {}).get("epochs")
+    if epochs is not None and payload.get("epoch", epochs) < epochs:
+        raise ValueError(
+            f"Parent checkpoint {path} stopped after epoch {payload['epoch']} of {epochs} "
+            f"(step {payload.get('step')}). Finish it with `mclfir train --increment {parent} --resume`."
+        )
 
 
 def build_sampler(
@@ -385,6 +395,8 @@ class IncrementTrainer:
         stopped = False
 
         while self.progress.epoch < self.cfg.epochs and not stopped:
+            if max_steps is not None and self.progress.step >= max_steps:
+                break
             epoch = self.progress.epoch
             batches = self.sampler.epoch(epoch)
             first = self.progress.step - epoch * batches_per_epoch
@@ -542,7 +554,8 @@ def train_increment(
     """Train one increment end to end and write its checkpoints and metrics.
 
     ``max_steps`` stops after that many optimizer steps in total (the schedule still spans
-    every epoch, so a later ``resume`` continues the same run).
+    every epoch, so a later ``resume`` continues the same run). A run that stops early writes
+    ``last.pt`` only; ``checkpoint.pt`` is written when the last epoch is done.
     """
     import torch
 
@@ -579,7 +592,8 @@ def train_increment(
     )
 
     completed = trainer.fit(max_steps)
-    checkpoint_path = paths.model_dir(increment) / CHECKPOINT_FILE
+    # Only a finished run becomes the increment's checkpoint, the one later increments start from.
+    checkpoint_path = paths.model_dir(increment) / (CHECKPOINT_FILE if completed else LAST_FILE)
     trainer.save(checkpoint_path)
     metrics_path = write_train_metrics(trainer, parent, completed)
     return TrainResult(increment, checkpoint_path, metrics_path, completed, trainer.progress.cost(), trainer.progress.epoch_losses)
@@ -602,12 +616,22 @@ def write_train_metrics(trainer: IncrementTrainer, parent: str, completed: bool)
     return path
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a positive number of steps")
+    return value
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``mclfir train``."""
     defaults = TrainPaths()
     parser.add_argument("--increment", required=True, help="increment to train, as named in params.yaml")
     parser.add_argument("--resume", action="store_true", help="continue from models/<increment>/last.pt")
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
+    parser.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps in total; the run can be resumed")
     parser.add_argument("--cache", default=defaults.cache_dir, help=f"image cache folder (default {defaults.cache_dir})")
     parser.add_argument("--splits", default=defaults.splits_dir, help=f"split files folder (default {defaults.splits_dir})")
     parser.add_argument("--models", default=defaults.models_dir, help=f"checkpoint folder (default {defaults.models_dir})")

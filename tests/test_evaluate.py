@@ -363,3 +363,13 @@ def test_cli_requires_increment(tmp_path, monkeypatch):
     monkeypatch.setenv(PROJECT_ROOT_ENV, str(tmp_path))
 
     assert cli([]) == 1
+
+
+@pytest.mark.parametrize(("k", "batch_size"), [(0, None), (None, 0), (None, -1)])
+def test_evaluate_rejects_non_positive_options(k, batch_size):
+    from mclfir.evaluate import evaluate_increment
+
+    params = {"eval": {}, "increments": {"inc0": {"attributes": ["colour"], "parent": "init"}}}
+
+    with pytest.raises(ValueError, match="both must be positive"):
+        evaluate_increment("inc0", params=params, k=k, batch_size=batch_size)

@@ -254,6 +254,7 @@ def test_resume_matches_uninterrupted_run(data_dir, tmp_path):
 
     assert not stopped.completed
     assert stopped.cost["steps"] == 4
+    assert stopped.checkpoint.name == "last.pt"
     assert resumed.completed
     assert resumed.cost["steps"] == reference.cost["steps"] == 6
     whole_payload = load_checkpoint(reference.checkpoint)
@@ -271,7 +272,7 @@ def test_resume_without_last_checkpoint_raises(data_dir, tmp_path):
 
 
 def test_unknown_increment_raises(data_dir, tmp_path):
-    with pytest.raises(KeyError, match="'inc9'"):
+    with pytest.raises(ValueError, match="Unknown increment 'inc9'"):
         train_increment("inc9", _params(), _paths(data_dir, tmp_path), device=torch.device("cpu"))
 
 
@@ -291,3 +292,33 @@ def test_epoch_capped_at_one_pass(data_dir, tmp_path):
     train_images = max(pool.images for pool in sampler.pools)
     assert sampler.pairs_per_attribute < 10_000
     assert sampler.pairs_per_attribute == math.ceil(math.ceil(train_images / 2) / cfg.batch_size) * cfg.batch_size
+
+
+def test_max_steps_reached_trains_nothing_more(data_dir, tmp_path):
+    params = _params(epochs=2, pairs_per_epoch=12)
+    paths = _paths(data_dir, tmp_path)
+    train_increment("inc0", params, paths, max_steps=4, device=torch.device("cpu"))
+
+    again = train_increment("inc0", params, paths, resume=True, max_steps=4, device=torch.device("cpu"))
+
+    assert again.cost["steps"] == 4
+    assert not again.completed
+
+
+def test_unfinished_parent_rejected(data_dir, tmp_path):
+    params = _params(epochs=2, pairs_per_epoch=12)
+    paths = _paths(data_dir, tmp_path)
+    stopped = train_increment("inc0", params, paths, max_steps=4, device=torch.device("cpu"))
+    assert not (tmp_path / "models" / "inc0" / "checkpoint.pt").exists()
+    stopped.checkpoint.rename(stopped.checkpoint.with_name("checkpoint.pt"))
+
+    with pytest.raises(ValueError, match="stopped after epoch 1 of 2"):
+        train_increment("inc1", params, paths, device=torch.device("cpu"))
+
+
+def test_self_parent_rejected_by_plan(data_dir, tmp_path):
+    params = _params()
+    params["increments"]["inc1"]["parent"] = "inc1"
+
+    with pytest.raises(ValueError, match="'inc1' is its own parent"):
+        train_increment("inc1", params, _paths(data_dir, tmp_path), device=torch.device("cpu"))
