@@ -30,9 +30,16 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -m "" $(PYTEST_ARGS)
 
-## run: the whole pipeline on the dataset named by MCLFIR_DATA_ROOT
+## run: the whole pipeline on the dataset named by MCLFIR_DATA_ROOT, then register the model and apply the gate
 run: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	$(BIN)/mclfir tracking start --name "make run"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro; status=$$?; \
+	if [ $$status -eq 0 ]; then $(BIN)/mclfir tracking finish --status FINISHED; \
+	else $(BIN)/mclfir tracking finish --status FAILED; exit $$status; fi
+	$(BIN)/mclfir registry register
+	$(BIN)/mclfir registry review
+	@echo "MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
+	@echo "DVC:    $(BIN)/dvc metrics show; $(BIN)/dvc plots show"
 
 clean-venv:
 	rm -rf $(VENV)

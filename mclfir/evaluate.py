@@ -519,34 +519,42 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate one increment, or aggregate the continual report, and print a summary."""
-    from mclfir.data.increments import PlanError
+    """Evaluate one increment, or aggregate the continual report, inside an MLflow run; print a summary."""
+    from mclfir.data.increments import PlanError, load_plan
+    from mclfir.stage_runs import evaluate_run, log_evaluation, log_report
 
     try:
         params = load_params(args.params)
         if args.aggregate:
             if args.which == "both":
                 raise ValueError("--aggregate reports one model; use --which student or --which ema.")
-            report = aggregate_report(params, args.increment, args.which)
+            with evaluate_run(args.increment, params, kind="report"):
+                report = aggregate_report(params, args.increment, args.which)
+                log_report(report)
             print(_format_report(report))
             return 0
 
         if not args.increment:
             raise ValueError("--increment is required unless --aggregate is given.")
-        result = evaluate_increment(
-            args.increment,
-            params=params,
-            checkpoint=args.checkpoint,
-            splits_dir=Path(args.splits_dir),
-            cache_dir=None if args.no_cache else Path(args.cache),
-            out=args.out,
-            export_dir=args.export_embeddings,
-            split=args.split,
-            which=args.which,
-            k=args.k,
-            batch_size=args.batch_size,
-            device=args.device,
-        )
+        plan = load_plan(params)
+        plan.get(args.increment)  # raises PlanError naming the known increments
+        increment_index = plan.order.index(args.increment)
+        with evaluate_run(args.increment, params):
+            result = evaluate_increment(
+                args.increment,
+                params=params,
+                checkpoint=args.checkpoint,
+                splits_dir=Path(args.splits_dir),
+                cache_dir=None if args.no_cache else Path(args.cache),
+                out=args.out,
+                export_dir=args.export_embeddings,
+                split=args.split,
+                which=args.which,
+                k=args.k,
+                batch_size=args.batch_size,
+                device=args.device,
+            )
+            log_evaluation(result, increment_index)
     except (FileNotFoundError, ValueError, KeyError, PlanError) as error:
         _logger.error("%s", error)
         return 1

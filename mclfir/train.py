@@ -639,9 +639,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train the increment and print where its checkpoint and metrics went."""
+    """Train the increment inside its MLflow run and print where its checkpoint and metrics went."""
+    from mclfir.stage_runs import log_training_result, train_run
+
     paths = TrainPaths(cache_dir=args.cache, splits_dir=args.splits, models_dir=args.models, metrics_dir=args.metrics)
-    result = train_increment(args.increment, paths=paths, resume=args.resume, max_steps=args.max_steps)
+    params = load_params()
+    attributes, parent = load_increment_plan(params, args.increment)
+    with train_run(args.increment, attributes, parent, params, args.splits):
+        result = train_increment(args.increment, params=params, paths=paths, resume=args.resume, max_steps=args.max_steps)
+        log_training_result(result.epoch_losses, result.cost)
     state = "done" if result.completed else "stopped early (resume with --resume)"
     print(
         f"Training of {result.increment} {state}: {result.cost['steps']} steps, {result.cost['images_seen']} images, "

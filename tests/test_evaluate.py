@@ -349,6 +349,29 @@ def test_cli_evaluates_and_aggregates(tmp_path, monkeypatch):
     assert (tmp_path / "plots" / "map_per_increment.csv").is_file()
 
 
+def test_cli_runs_tracked_in_mlflow(tmp_path, monkeypatch):
+    import mlflow
+
+    build_project(tmp_path)
+    write_params(tmp_path)
+    monkeypatch.setenv(PROJECT_ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_checkpoint(tmp_path / "models" / "inc0" / "checkpoint.pt", ["inc0"])
+
+    assert cli(["--increment", "inc0", "--which", "student"]) == 0
+    assert cli(["--aggregate", "--increment", "inc0"]) == 0
+
+    evaluate_runs = mlflow.search_runs(experiment_names=["mclfir"], filter_string="tags.`mclfir.kind` = 'evaluate'", output_format="list")
+    report_runs = mlflow.search_runs(experiment_names=["mclfir"], filter_string="tags.`mclfir.kind` = 'report'", output_format="list")
+    assert len(evaluate_runs) == 1
+    assert "student/map/colour" in evaluate_runs[0].data.metrics
+    assert evaluate_runs[0].data.tags["mclfir.increment"] == "inc0"
+    assert len(report_runs) == 1
+    assert "final_map" in report_runs[0].data.metrics
+    artifacts = mlflow.MlflowClient().list_artifacts(report_runs[0].info.run_id, "plots")
+    assert sorted(artifact.path for artifact in artifacts) == ["plots/map_heatmap.png", "plots/map_per_increment.png"]
+
+
 def test_cli_reports_missing_checkpoint(tmp_path, monkeypatch, caplog):
     build_project(tmp_path)
     write_params(tmp_path)

@@ -322,3 +322,37 @@ def test_self_parent_rejected_by_plan(data_dir, tmp_path):
 
     with pytest.raises(ValueError, match="'inc1' is its own parent"):
         train_increment("inc1", params, _paths(data_dir, tmp_path), device=torch.device("cpu"))
+
+
+def test_train_command_tracked_in_mlflow(data_dir, tmp_path, monkeypatch):
+    import mlflow
+    import yaml
+
+    from mclfir.cli import main
+    from mclfir.tracking import start_pipeline_run
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump(_params(pairs_per_epoch=8)))
+    (project / "pyproject.toml").write_text("")
+    monkeypatch.setenv("MCLFIR_PROJECT_ROOT", str(project))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_RUN_ID", "stray-run-id")
+    parent_id = start_pipeline_run("test pipeline")
+
+    status = main([
+        "train", "--increment", "inc0",
+        "--cache", str(data_dir / "cache"), "--splits", str(data_dir / "splits"),
+        "--models", str(tmp_path / "models"), "--metrics", str(tmp_path / "metrics"),
+    ])
+
+    assert status == 0
+    runs = mlflow.search_runs(experiment_names=["mclfir"], filter_string="tags.`mclfir.kind` = 'train'", output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["mlflow.parentRunId"] == parent_id
+    assert run.data.tags["mclfir.increment"] == "inc0"
+    assert run.data.params["train.temperature"] == "0.3"
+    assert "loss/nce" in run.data.metrics
+    assert run.data.metrics["cost/steps"] == 4
+    assert len(run.inputs.dataset_inputs) == 1

@@ -1,0 +1,76 @@
+"""MLflow runs of the pipeline's steps: what each of ``train``, ``evaluate`` and the report logs.
+
+The command-line entry points of training and evaluation open their MLflow run through these
+functions, so a step launched by ``dvc repro``, by a Prefect flow or by hand is tracked the same
+way: a child run of the pipeline's parent run (see :mod:`mclfir.tracking`) with the resolved
+config as params, the metrics of the step, and its plots as artifacts.
+"""
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mclfir.config import load_eval_config, load_model_config, load_train_config, to_dict
+from mclfir.paths import resolve
+
+_logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def train_run(increment: str, attributes: list[str], parent: str, params: dict[str, Any], splits_dir: str) -> Iterator[None]:
+    """Open the MLflow run of training ``increment`` and log its config and training data."""
+    from mclfir import tracking
+
+    run_params = {
+        "model": to_dict(load_model_config(params)),
+        "train": to_dict(load_train_config(params)),
+        "increment": {"name": increment, "attributes": ",".join(attributes), "parent": parent},
+    }
+    with tracking.child_run("train", increment, params=run_params):
+        split_files = sorted((resolve(splits_dir) / increment).glob("*.parquet"))
+        tracking.log_training_input(split_files, tracking.data_hash())
+        yield
+
+
+def log_training_result(epoch_losses: list[dict[str, float]], cost: dict[str, float | int]) -> None:
+    """Log the per-epoch losses (step = epoch) and the cost of the increment to the active run."""
+    from mclfir import tracking
+
+    for entry in epoch_losses:
+        losses = {f"loss/{name}": value for name, value in entry.items() if name != "epoch"}
+        tracking.log_epoch_metrics(int(entry["epoch"]), losses)
+    tracking.log_epoch_metrics(0, {f"cost/{name}": value for name, value in cost.items()})
+
+
+@contextlib.contextmanager
+def evaluate_run(increment: str | None, params: dict[str, Any], kind: str = "evaluate") -> Iterator[None]:
+    """Open the MLflow run of evaluating ``increment`` (or of the report, ``kind="report"``)."""
+    from mclfir import tracking
+
+    with tracking.child_run(kind, increment, params={"eval": to_dict(load_eval_config(params))}):
+        yield
+
+
+def log_evaluation(result: dict[str, Any], increment_index: int) -> None:
+    """Log every evaluated model's per-attribute figures, named ``<model>/<figure>/<attribute>``."""
+    from mclfir import tracking
+
+    for model in ("student", "ema"):
+        if model not in result:
+            continue
+        metrics = {}
+        for attribute, figures in result[model]["attributes"].items():
+            for figure in ("map", "chance", "balanced", "map_at_k"):
+                if figure in figures:
+                    metrics[f"{model}/{figure}/{attribute}"] = figures[figure]
+        tracking.log_epoch_metrics(increment_index, metrics)
+
+
+def log_report(report: dict[str, Any], plots_dir: str | Path = "plots") -> None:
+    """Log the continual-learning figures and the plot images of the report to the active run."""
+    from mclfir import tracking
+
+    tracking.log_continual(report)
+    tracking.log_plots(sorted(resolve(plots_dir).glob("*.png")))
