@@ -1,22 +1,17 @@
 """MLflow runs of the pipeline's steps: what each of ``train``, ``evaluate`` and the report logs.
 
 The command-line entry points of training and evaluation open their MLflow run through these
-functions, so a step launched by ``dvc repro``, by a Prefect flow or by hand is tracked the same
-way: a child run of the pipeline's parent run (see :mod:`mclfir.tracking`) with the resolved
+functions, so a step launched by ``dvc repro`` or by hand is tracked the same way: a child run of the pipeline's parent run (see :mod:`mclfir.tracking`) with the resolved
 config as params, the metrics of the step, and its plots as artifacts.
 """
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mclfir.config import load_eval_config, load_model_config, load_train_config, to_dict
 from mclfir.paths import resolve
-
-_logger = logging.getLogger(__name__)
-
 
 @contextlib.contextmanager
 def train_run(increment: str, attributes: list[str], parent: str, params: dict[str, Any], splits_dir: str) -> Iterator[None]:

@@ -1,1 +1,1 @@
-"""``mclfir tracking start|finish``: the MLflow parent run of one pipeline run, for `make run` and flows."""
+"""``mclfir tracking start|finish``: the MLflow parent run of one pipeline run, used by `make run`."""
