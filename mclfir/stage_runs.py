@@ -1,8 +1,9 @@
 """MLflow runs of the pipeline's steps: what each of ``train``, ``evaluate`` and the report logs.
 
 The command-line entry points of training and evaluation open their MLflow run through these
-functions, so a step launched by ``dvc repro`` or by hand is tracked the same way: a child run of the pipeline's parent run (see :mod:`mclfir.tracking`) with the resolved
-config as params, the metrics of the step, and its plots as artifacts.
+functions, so a step launched by ``dvc repro`` or by hand is tracked the same way. Each step is
+a child run of the pipeline's parent run (see :mod:`mclfir.tracking`), with the resolved config
+as params, the metrics of the step, and its plots as artifacts.
 """
 
 import contextlib
