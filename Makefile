@@ -11,8 +11,11 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= true
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DVC_NO_ANALYTICS ?= 1
+# Prefect's database (ephemeral API and `make serve`) and logs stay inside the project.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+PREFECT_PORT ?= 4200
 
-.PHONY: install test test-all run clean-venv
+.PHONY: install test test-all run serve stop-server clean-venv
 
 install: $(STAMP)
 
@@ -30,16 +33,18 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/pytest -m "" $(PYTEST_ARGS)
 
-## run: the whole pipeline on the dataset named by MCLFIR_DATA_ROOT, then register the model and apply the gate
+## run: the continual Prefect flow on the dataset named by MCLFIR_DATA_ROOT: DVC stages, register, gate
 run: $(STAMP)
-	$(BIN)/mclfir tracking start --name "make run"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro; status=$$?; \
-	if [ $$status -eq 0 ]; then $(BIN)/mclfir tracking finish --status FINISHED; \
-	else $(BIN)/mclfir tracking finish --status FAILED; exit $$status; fi
-	$(BIN)/mclfir registry register
-	$(BIN)/mclfir registry review
-	@echo "MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
-	@echo "DVC:    $(BIN)/dvc metrics show; $(BIN)/dvc plots show"
+	$(BIN)/python -m flows.continual
+
+## serve: a Prefect server on 127.0.0.1:$(PREFECT_PORT) serving both deployments; Ctrl-C stops both
+serve: $(STAMP)
+	$(BIN)/python -m flows.deploy --start-server --port $(PREFECT_PORT)
+
+## stop-server: stop a server that `make serve` left running (its PID is in .prefect/server.pid)
+stop-server:
+	@if [ -f .prefect/server.pid ]; then kill -TERM -- -$$(cat .prefect/server.pid) && rm -f .prefect/server.pid && echo "Stopped the Prefect server"; \
+	else echo "No .prefect/server.pid: no server started by make serve is running"; fi
 
 clean-venv:
 	rm -rf $(VENV)

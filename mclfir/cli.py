@@ -11,7 +11,7 @@ import logging
 import sys
 
 _logger = logging.getLogger(__name__)
-_QUIET_LOGGERS = ("great_expectations",)
+_QUIET_LOGGERS = ("great_expectations", "httpx")
 # Errors that mean bad input (files, parameters, tables); pyarrow's and PyYAML's derive from these.
 _INPUT_ERRORS = (FileNotFoundError, NotADirectoryError, PermissionError, ValueError, KeyError)
 
@@ -20,6 +20,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "import"), "mclfir.data.importer", "copy the dataset named by MCLFIR_DATA_ROOT into the project, or download it"),
     (("data", "download"), "mclfir.data.download", "download Fashion Product Images from a hub (needs network)"),
     (("data", "prepare"), "mclfir.data.prepare", "read a dataset into one catalog table (Parquet)"),
+    (("data", "add-attributes"), "mclfir.data.add_attributes", "add new attributes from a labels file and write one label file per attribute"),
     (("data", "validate"), "mclfir.data.validate", "validate a catalog with Great Expectations and image checks"),
     (("data", "split"), "mclfir.data.split", "split a validated catalog into train, valid and test, per attribute"),
     (("data", "plan"), "mclfir.data.increments", "check the increment plan against the data and write it out"),

@@ -164,12 +164,14 @@ def register(
     checkpoint_path: str | os.PathLike,
     report_path: str | os.PathLike,
     params: Mapping[str, Any] | None = None,
+    run_gate: bool = True,
 ) -> str:
     """Log the checkpoint as a pyfunc model, register it, tag it, run the gate, and return the version.
 
     The version gets the tags ``attributes``, ``increments``, ``map.<attribute>`` (the last row
     of the report's ``R``), ``final_map``, ``forgetting``, ``data_hash`` and ``checkpoint_sha256``.
-    A checkpoint registered before (same sha256) returns its existing version unchanged.
+    A checkpoint registered before (same sha256) returns its existing version unchanged. With
+    ``run_gate=False`` the version stays ``challenger`` until :func:`apply_gate` runs on it.
     """
     params = load_params() if params is None else params
     config = RegistryConfig.from_params(params)
@@ -206,7 +208,8 @@ def register(
     client.set_registered_model_alias(config.model_name, CHALLENGER, version)
     _logger.info("Registered %s as version %s of %r (alias challenger).", checkpoint_path, version, config.model_name)
 
-    apply_gate(client, config, version)
+    if run_gate:
+        apply_gate(client, config, version)
     return version
 
 
@@ -369,7 +372,7 @@ def apply_gate(client: MlflowClient, config: RegistryConfig, version: str) -> Ga
     The version gets the tags ``gate.verdict`` (passed or failed) and ``gate.reason`` with the numbers.
     """
     challenger = client.get_model_version(config.model_name, version)
-    champion = _alias_version(client, config.model_name, CHAMPION)
+    champion = alias_version(client, config.model_name, CHAMPION)
     result = check_gate(challenger, champion, config)
 
     client.set_model_version_tag(config.model_name, version, "gate.verdict", "passed" if result.passed else "failed")
@@ -384,12 +387,13 @@ def apply_gate(client: MlflowClient, config: RegistryConfig, version: str) -> Ga
 
 def _make_champion(client: MlflowClient, model_name: str, version: str) -> None:
     client.set_registered_model_alias(model_name, CHAMPION, version)
-    challenger = _alias_version(client, model_name, CHALLENGER)
+    challenger = alias_version(client, model_name, CHALLENGER)
     if challenger is not None and str(challenger.version) == str(version):
         client.delete_registered_model_alias(model_name, CHALLENGER)
 
 
-def _alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """Return the version of ``model_name`` behind ``alias``, or None when the alias or the model is missing."""
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
@@ -410,7 +414,7 @@ def review(version: str | int | None = None, params: Mapping[str, Any] | None = 
     client = MlflowClient()
 
     candidate = _review_candidate(client, config.model_name, version)
-    champion = _alias_version(client, config.model_name, CHAMPION)
+    champion = alias_version(client, config.model_name, CHAMPION)
     if champion is not None and str(champion.version) == str(candidate.version):
         champion_label = f"version {champion.version} is the champion"
         champion = None
@@ -442,7 +446,7 @@ def _review_candidate(client: MlflowClient, model_name: str, version: str | int 
             return client.get_model_version(model_name, str(version))
         except MlflowException as error:
             raise ValueError(f"Version {version} of model {model_name!r} not found; list versions with the MLflow UI.") from error
-    challenger = _alias_version(client, model_name, CHALLENGER)
+    challenger = alias_version(client, model_name, CHALLENGER)
     if challenger is not None:
         return challenger
     versions = client.search_model_versions(f"name = '{model_name}'")
@@ -471,7 +475,7 @@ def promote(version: str | int, reason: str, params: Mapping[str, Any] | None = 
     client = MlflowClient()
     version = str(_review_candidate(client, config.model_name, version).version)
 
-    previous = _alias_version(client, config.model_name, CHAMPION)
+    previous = alias_version(client, config.model_name, CHAMPION)
     previous_version = str(previous.version) if previous is not None else None
     tags = {
         "gate.override": "true",

@@ -1,69 +1,25 @@
 """The data half of the DVC pipeline, run with real DVC on a small generated dataset."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
+
+from generated_projects import init_repository, make_dataset, make_project, project_env
+from generated_projects import run as _run
 
 pytestmark = pytest.mark.integration
-
-PROJECT = Path(__file__).resolve().parent.parent
-COLOURS = {"Red": (200, 30, 30), "Blue": (30, 30, 200), "Green": (30, 160, 60)}
-ARTICLES = ["Shirts", "Jeans", "Watches", "Shoes"]
-
-
-def _make_dataset(root: Path, count: int) -> None:
-    (root / "images").mkdir(parents=True)
-    header = "id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName"
-    lines = [header]
-    for index in range(count):
-        colour = list(COLOURS)[index % len(COLOURS)]
-        article = ARTICLES[index % len(ARTICLES)]
-        gender = "Men" if index % 2 else "Women"
-        lines.append(f"{1000 + index},{gender},Apparel,Topwear,{article},{colour},Summer,2012,Casual,Item {index}")
-        image = Image.new("RGB", (60, 80), COLOURS[colour])
-        image.paste((255, 255, 255), (5, 5 + index % 20, 30, 40 + index % 20))
-        image.save(root / "images" / f"{1000 + index}.jpg")
-    (root / "styles.csv").write_text("\n".join(lines) + "\n")
-
-
-def _make_project(project: Path) -> None:
-    project.mkdir()
-    for name in ("dvc.yaml", "pyproject.toml"):
-        shutil.copy(PROJECT / name, project / name)
-    shutil.copytree(PROJECT / "mclfir", project / "mclfir", ignore=shutil.ignore_patterns("__pycache__"))
-
-    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["data"]["min_images"] = 10
-    params["data"]["min_images_per_value"] = 2
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 @pytest.fixture()
 def dvc_project(tmp_path):
     """A git + DVC project holding this repository's pipeline, with a generated dataset."""
     dataset = tmp_path / "dataset"
-    _make_dataset(dataset, count=48)
+    make_dataset(dataset, count=48)
     project = tmp_path / "project"
-    _make_project(project)
-
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "MCLFIR_DATA_ROOT": str(dataset)}
-    env.pop("MCLFIR_PROJECT_ROOT", None)
-
-    _run(["git", "init", "-q"], project, env)
-    _run(["dvc", "init", "-q"], project, env)
+    make_project(project)
+    env = project_env(dataset)
+    init_repository(project, env)
     return project, env
 
 

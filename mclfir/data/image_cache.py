@@ -44,6 +44,8 @@ INDEX_FILE = "index.parquet"
 SUMMARY_FILE = "summary.json"
 ROW_COLUMN = "row"
 _CHUNK_IMAGES = 512
+# Fields of CacheSummary written to summary.json; the timing and the folder are only logged.
+_CONTENT_FIELDS = ("images", "height", "width", "resized")
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,10 @@ def build_image_cache(catalog_path: Path, out: Path, workers: int = 0) -> CacheS
         wall_s=round(time.perf_counter() - started, 2),
         folder=str(out),
     )
-    (out / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n", encoding="utf-8")
+    # Only what the content determines goes into the folder, so that rebuilding the cache from the
+    # same images gives the same DVC hash and the stages that read it stay up to date.
+    content = {key: value for key, value in asdict(summary).items() if key in _CONTENT_FIELDS}
+    (out / SUMMARY_FILE).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
     _logger.info(
         "Cached %d images at %dx%d (width x height) in %s; %d of another size were resized",
         summary.images, width, height, out, resized,

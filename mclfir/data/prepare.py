@@ -3,7 +3,8 @@
 The command writes the catalog (Parquet, see :mod:`mclfir.data.catalog`) and a problems table
 with one row per problem found (see :mod:`mclfir.data.problems`), prints a summary, and exits
 1 when any problem has the action ``stop``, else 0. The ``asen`` source also writes the
-benchmark's query/candidate protocol table.
+benchmark's query/candidate protocol table. With ``--labels``, the label files of
+:mod:`mclfir.data.labels` are added as attributes before the subsample.
 """
 
 import argparse
@@ -21,6 +22,7 @@ import pandas as pd
 
 from mclfir import paths
 from mclfir.data.catalog import HASH_COLUMN, ID_COLUMN, ROW_COLUMN, Catalog, write_catalog
+from mclfir.data.labels import merge_label_files
 from mclfir.data.problems import Problem, has_stop, problems_frame, summarize
 
 _logger = logging.getLogger(__name__)
@@ -69,6 +71,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="number of images to keep, those whose id has the lowest SHA-256, so the subsample is deterministic (0 keeps all)",
     )
     parser.add_argument(
+        "--labels",
+        default=None,
+        metavar="DIR",
+        help="folder of label files (<attribute>.csv, written by `mclfir data add-attributes`) to add as attributes, relative to the project root (default: none)",
+    )
+    parser.add_argument(
         "--problems",
         default=None,
         help="problems table to write as .parquet (default: <out stem>.problems.parquet beside the catalog)",
@@ -99,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     out = paths.resolve(args.out)
     problems_out = paths.resolve(args.problems) if args.problems else default_problems_path(out)
     catalog = tables.catalog
+    if catalog is not None and args.labels:
+        catalog, label_problems = merge_label_files(catalog, paths.resolve(args.labels))
+        tables.problems += label_problems
     if catalog is not None:
         catalog = subsample(catalog, args.max_images)
         catalog.root = root_for_metadata(catalog.root)
