@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     files = [display_path(label_file_path(labels_dir, name)) for name in attributes]
-    print(f"Added {len(attributes)} attributes ({', '.join(attributes)}) as label files: {' '.join(files)}")
+    noun = "attribute" if len(attributes) == 1 else "attributes"
+    print(f"Added {len(attributes)} {noun} ({', '.join(attributes)}) as label files: {' '.join(files)}")
 
     if not args.no_dvc and not record_in_dvc(files):
         return 1
