@@ -43,7 +43,7 @@ serve: $(STAMP)
 
 ## stop-server: stop a server that `make serve` left running (its PID is in .prefect/server.pid)
 stop-server:
-	@if [ -f .prefect/server.pid ]; then kill -TERM -- -$$(cat .prefect/server.pid) && rm -f .prefect/server.pid && echo "Stopped the Prefect server"; \
+	@if [ -f .prefect/server.pid ]; then kill -s TERM -- -$$(cat .prefect/server.pid) && rm -f .prefect/server.pid && echo "Stopped the Prefect server"; \
 	else echo "No .prefect/server.pid: no server started by make serve is running"; fi
 
 clean-venv:

@@ -52,11 +52,13 @@ class ScheduleConfig:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "ScheduleConfig":
-        section = dict(params.get("schedule") or {})
+        section = params.get("schedule") or {}
+        if not isinstance(section, dict):
+            raise ValueError(f"Invalid schedule {section!r} in params.yaml: expected a mapping with the keys cron and timezone.")
         unknown = sorted(set(section) - {"cron", "timezone"})
         if unknown:
             raise ValueError(f"Unknown keys {', '.join('schedule.' + key for key in unknown)} in params.yaml; schedule takes cron and timezone.")
-        config = cls(**{key: str(value) for key, value in section.items()})
+        config = cls(**{key: str(value) for key, value in section.items() if value is not None})
         _check_schedule(config)
         return config
 
@@ -65,13 +67,27 @@ def _check_schedule(config: ScheduleConfig) -> None:
     from prefect.client.schemas.schedules import CronSchedule
     from pydantic import ValidationError
 
+    # croniter also reads a sixth field as seconds, which would run the flow once per second.
+    if len(config.cron.split()) != 5:
+        raise ValueError(
+            f"Invalid schedule.cron {config.cron!r} in params.yaml: it has {len(config.cron.split())} fields. "
+            "Use a five-field cron string (minute hour day month weekday) such as '0 2 * * *'."
+        )
+    try:
+        CronSchedule(cron=config.cron, timezone="UTC")
+    except ValidationError as error:
+        raise ValueError(f"Invalid schedule.cron {config.cron!r} in params.yaml: {_pydantic_message(error)}. Use a cron string such as '0 2 * * *'.") from None
     try:
         CronSchedule(cron=config.cron, timezone=config.timezone)
     except ValidationError as error:
         raise ValueError(
-            f"Invalid schedule.cron {config.cron!r} or schedule.timezone {config.timezone!r} in params.yaml: "
-            f"{error.errors()[0]['msg']}. Use a five-field cron string such as '0 2 * * *' and an IANA time zone such as UTC."
+            f"Invalid schedule.timezone {config.timezone!r} in params.yaml: {_pydantic_message(error)}. Use an IANA time zone such as UTC or Europe/Berlin."
         ) from None
+
+
+def _pydantic_message(error: Exception) -> str:
+    message = error.errors()[0]["msg"]
+    return message.removeprefix("Value error, ")
 
 
 def build_deployments(params: dict[str, Any] | None = None) -> list:
@@ -139,6 +155,11 @@ def start_server(port: int, log_path: Path, env: dict[str, str] | None = None) -
     Waits until ``/api/health`` responds. Raises RuntimeError, after stopping the process, when the
     server exits or does not respond within SERVER_START_TIMEOUT_S.
     """
+    if server_healthy(server_url(port)):
+        raise RuntimeError(
+            f"A Prefect server already responds on {server_url(port)}. Stop it (`make stop-server` for one that "
+            "`make serve` started) or choose another port with PREFECT_PORT."
+        )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     prefect = Path(sys.executable).parent / "prefect"
     command = [str(prefect) if prefect.is_file() else "prefect", "server", "start", "--host", SERVER_HOST, "--port", str(port)]
@@ -198,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
-    deployments = build_deployments()
+    try:
+        deployments = build_deployments()
+    except ValueError as error:
+        _logger.error("%s", error)
+        return 1
     if args.list:
         for deployment in deployments:
             print(json.dumps(describe(deployment)))
@@ -211,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     pid_file = project_root() / SERVER_PID_FILE
-    server = start_server(args.port, project_root() / ".prefect" / "server.log")
+    try:
+        server = start_server(args.port, project_root() / ".prefect" / "server.log")
+    except RuntimeError as error:
+        _logger.error("%s", error)
+        return 1
     pid_file.write_text(f"{server.pid}\n", encoding="utf-8")
     try:
         with temporary_settings(updates={PREFECT_API_URL: server_url(args.port)}):

@@ -56,11 +56,22 @@ def test_list_prints_both_deployments(tmp_path):
     assert listed["new-attributes"]["concurrency_limit"] == 1
 
 
-def test_invalid_cron_is_rejected(tmp_path):
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ({"cron": "every day"}, "schedule.cron 'every day'"),
+        ({"cron": "0 2 * * * *"}, "it has 6 fields"),
+        ({"cron": "0 25 * * *"}, "schedule.cron '0 25 \\* \\* \\*'"),
+        ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "schedule.timezone 'Mars/Olympus'"),
+        ({"crn": "0 2 * * *"}, "Unknown keys schedule.crn"),
+        ("daily", "expected a mapping"),
+    ],
+)
+def test_invalid_schedule_is_rejected(schedule, message):
     from flows.deploy import ScheduleConfig
 
-    with pytest.raises(ValueError, match="schedule.cron 'every day'"):
-        ScheduleConfig.from_params({"schedule": {"cron": "every day"}})
+    with pytest.raises(ValueError, match=message):
+        ScheduleConfig.from_params({"schedule": schedule})
 
 
 def _free_port() -> int:
