@@ -1,7 +1,7 @@
 """The continual flow: validate the data, train each pending increment, evaluate, register, gate.
 
 DVC drives every step (``dvc repro <stage>``), so increments whose inputs did not change are
-skipped and every output is versioned in ``dvc.lock``. The flow holds the repository's Prefect
+skipped and every output is versioned in ``dvc.lock``. The flow takes the repository's Prefect
 concurrency slot, so a second run waits for the first. It opens the MLflow parent run that
 the stages' runs nest under, then registers the last increment's checkpoint as a challenger
 and runs the promotion gate.

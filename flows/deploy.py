@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 
 from mclfir.config import load_params
-from mclfir.events import ATTRIBUTES_ADDED
+from mclfir.events import ATTRIBUTES_ADDED, server_reachable
 from mclfir.paths import project_root
 
 _logger = logging.getLogger(__name__)
@@ -155,7 +154,7 @@ def start_server(port: int, log_path: Path, env: dict[str, str] | None = None) -
     Waits until ``/api/health`` responds. Raises RuntimeError, after stopping the process, when the
     server exits or does not respond within SERVER_START_TIMEOUT_S.
     """
-    if server_healthy(server_url(port)):
+    if server_reachable(server_url(port)):
         raise RuntimeError(
             f"A Prefect server already responds on {server_url(port)}. Stop it (`make stop-server` for one that "
             "`make serve` started) or choose another port with PREFECT_PORT."
@@ -171,19 +170,11 @@ def start_server(port: int, log_path: Path, env: dict[str, str] | None = None) -
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"Prefect server exited with status {process.returncode} while starting; see {log_path}.")
-        if server_healthy(server_url(port)):
+        if server_reachable(server_url(port)):
             return process
         time.sleep(1)
     stop_server(process)
     raise RuntimeError(f"Prefect server on port {port} did not respond within {SERVER_START_TIMEOUT_S} s; see {log_path}.")
-
-
-def server_healthy(url: str, timeout: float = 2.0) -> bool:
-    """Return True when the Prefect API at ``url`` responds to its health check."""
-    try:
-        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def stop_server(process: subprocess.Popen) -> None:

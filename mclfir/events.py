@@ -54,7 +54,7 @@ def emit_attributes_added(attributes: Sequence[str], files: Sequence[str]) -> st
     """Emit :data:`ATTRIBUTES_ADDED` to the running Prefect server, wait until it is sent, and return a message for the user.
 
     Emits nothing when no server is configured or its health check fails, and the message
-    then tells how to run the flow by hand.
+    then explains how to run the flow by hand.
     """
     url = server_url()
     if url is None:

@@ -3,7 +3,7 @@
 ``dvc repro`` locks the repository, so two flow runs that reproduce stages at the same time
 would fail. :func:`repository_slot` takes the one slot of the Prefect global concurrency limit
 ``mclfir-repository``, so a second run waits for the first instead of failing. The slot is
-re-entrant within one flow run, so a flow that holds it can call another flow that takes it.
+re-entrant within one flow run, so a flow that has taken it can call another flow that takes it.
 """
 
 import contextlib
@@ -31,7 +31,7 @@ _holding_slot = contextvars.ContextVar("mclfir_holding_repository_slot", default
 
 @contextlib.contextmanager
 def repository_slot(timeout_s: float | None = None) -> Iterator[None]:
-    """Hold the repository's concurrency slot while the block runs; wait for it when another run holds it.
+    """Hold the repository's concurrency slot while the block runs; wait for it while another run has it.
 
     Raises TimeoutError when ``timeout_s`` passes before the slot is free.
     """

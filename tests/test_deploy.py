@@ -3,7 +3,7 @@
 The server test starts ``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME, serves
 the deployments from a project folder without data, emits ``mclfir.attributes.added`` and
 waits until the new-attributes deployment has a flow run that started. The run then fails,
-because the folder holds no DVC project, which does not matter here.
+because the folder contains no DVC project, which does not matter here.
 """
 
 import json

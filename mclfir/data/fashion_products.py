@@ -39,6 +39,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from mclfir.data.catalog import HASH_COLUMN, ID_COLUMN, PATH_COLUMN, ROW_COLUMN, Catalog, hash_file
+from mclfir.data.csv_lines import LineCounter
 from mclfir.data.problems import Problem
 
 _logger = logging.getLogger(__name__)
@@ -171,7 +172,7 @@ def _read_text(path: Path) -> str:
 
 def _parse_records(text: str) -> tuple[_Record | None, list[_Record]]:
     """Split CSV text into the header record and the data records, each with its first line number."""
-    lines = _LineCounter(io.StringIO(text, newline=""))
+    lines = LineCounter(io.StringIO(text, newline=""))
     reader = csv.reader(lines)
 
     records: list[_Record] = []
@@ -193,24 +194,6 @@ def _parse_records(text: str) -> tuple[_Record | None, list[_Record]]:
     if not records:
         return None, []
     return records[0], records[1:]
-
-
-class _LineCounter:
-    """Line iterator that counts the lines a csv.reader consumes and keeps those of the current record."""
-
-    def __init__(self, lines: io.StringIO) -> None:
-        self._lines = lines
-        self.count = 0
-        self.consumed: list[str] = []
-
-    def __iter__(self) -> "_LineCounter":
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.count += 1
-        self.consumed.append(line)
-        return line
 
 
 def _check_header(header: list[str], file_name: str) -> list[Problem]:

@@ -30,6 +30,7 @@ import pandas as pd
 
 from mclfir import paths
 from mclfir.data.catalog import BASE_COLUMNS, ID_COLUMN, ROW_COLUMN, Catalog, hash_file, read_catalog
+from mclfir.data.csv_lines import LineCounter
 from mclfir.data.problems import Problem
 
 _logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def _read_records(path: Path) -> tuple[_Record | None, list[_Record]]:
             "Save the file as UTF-8 (\"CSV UTF-8\" in spreadsheet programs) and run again."
         ) from None
 
-    lines = _LineCounter(io.StringIO(text, newline=""))
+    lines = LineCounter(io.StringIO(text, newline=""))
     reader = csv.reader(lines, strict=True)
     records: list[_Record] = []
     while True:
@@ -143,24 +144,6 @@ def _read_records(path: Path) -> tuple[_Record | None, list[_Record]]:
     if not records:
         return None, []
     return records[0], records[1:]
-
-
-class _LineCounter:
-    """Line iterator that counts the lines a csv.reader consumes and keeps those of the current record."""
-
-    def __init__(self, lines: io.StringIO) -> None:
-        self._lines = lines
-        self.count = 0
-        self.consumed: list[str] = []
-
-    def __iter__(self) -> "_LineCounter":
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.count += 1
-        self.consumed.append(line)
-        return line
 
 
 def _check_header(header: _Record, path: Path) -> list[str]:
