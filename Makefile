@@ -14,8 +14,10 @@ export DVC_NO_ANALYTICS ?= 1
 # Prefect's database (ephemeral API and `make serve`) and logs stay inside the project.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 PREFECT_PORT ?= 4200
+# MLflow parent run of `make compare`; the comparison's stage runs nest under it.
+COMPARE_RUN_FILE := compare/.mlflow_parent_run
 
-.PHONY: install test test-all run serve stop-server clean-venv
+.PHONY: install test test-all run compare compare-report serve stop-server clean-venv
 
 install: $(STAMP)
 
@@ -36,6 +38,17 @@ test-all: $(STAMP)
 ## run: the continual Prefect flow on the dataset named by MCLFIR_DATA_ROOT: DVC stages, register, gate
 run: $(STAMP)
 	$(BIN)/python -m flows.continual
+
+## compare: train and evaluate every strategy (compare/dvc.yaml), resumable; writes metrics/compare.json and docs/results.md
+compare: $(STAMP)
+	$(BIN)/mclfir tracking start --name compare --parent-file $(COMPARE_RUN_FILE)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro compare/dvc.yaml; status=$$?; \
+	$(BIN)/mclfir tracking finish --parent-file $(COMPARE_RUN_FILE) --status $$(if [ $$status = 0 ]; then echo FINISHED; else echo FAILED; fi); \
+	exit $$status
+
+## compare-report: rewrite metrics/compare.json, docs/results.md and its figures from the strategies evaluated so far
+compare-report: $(STAMP)
+	$(BIN)/mclfir compare report
 
 ## serve: a Prefect server on 127.0.0.1:$(PREFECT_PORT) serving both deployments; Ctrl-C stops both
 serve: $(STAMP)

@@ -121,7 +121,7 @@ def time_parts(trainer: IncrementTrainer, batch) -> dict[str, float]:
     marks.append(("backward (student backbone + heads)", time.perf_counter()))
     trainer.optimizer.step()
     marks.append(("optimizer step", time.perf_counter()))
-    trainer.teacher.update(trainer.model)
+    trainer.ema.update(trainer.model)
     marks.append(("EMA update", time.perf_counter()))
     return {name: after - before for (_, before), (name, after) in zip(marks, marks[1:])}
 

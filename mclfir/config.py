@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from mclfir.paths import resolve
+from mclfir.strategies import DEFAULT_STRATEGY, get_strategy
 
 PARAMS_FILE = "params.yaml"
 
@@ -182,8 +183,11 @@ class TrainConfig:
     # CPU threads for torch; 0 uses every core.
     num_threads: int = 0
     cpu_bf16: bool = False
+    # Training strategy: mclfir, finetune, lwf or joint (see mclfir.strategies).
+    strategy: str = DEFAULT_STRATEGY
 
     def __post_init__(self) -> None:
+        get_strategy(self.strategy)
         for name in ("epochs", "batch_size", "pairs_per_epoch", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid train.{name} {getattr(self, name)}; use a positive integer.")

@@ -333,8 +333,7 @@ def plan_until(increment: str, params: dict[str, Any]) -> dict[str, list[str]]:
     """Return the increments whose attributes are served after ``increment`` (its lineage), oldest first."""
     from mclfir.data.increments import load_plan
 
-    plan = load_plan(params)
-    return {name: list(plan.get(name).attributes) for name in plan.lineage(increment)}
+    return load_plan(params).lineage_attributes(increment)
 
 
 def read_increment_rows(
@@ -397,6 +396,13 @@ def load_eval_model(checkpoint: Path, which: str, device: torch.device, attribut
     return model
 
 
+def checkpoint_has_ema(checkpoint: Path) -> bool:
+    """Return whether ``checkpoint`` holds EMA weights."""
+    from mclfir.model.checkpoint import load_checkpoint
+
+    return bool(load_checkpoint(checkpoint).get("ema"))
+
+
 def evaluate_increment(
     increment: str,
     *,
@@ -441,6 +447,9 @@ def evaluate_increment(
     models = MODELS if which == "both" else (which,)
     for index, model_name in enumerate(models):
         started = time.perf_counter()
+        if model_name == "ema" and which == "both" and not checkpoint_has_ema(checkpoint):
+            _logger.info("%s has no EMA weights (its strategy keeps none); evaluated the student only", checkpoint)
+            continue
         model = load_eval_model(checkpoint, model_name, torch_device, attributes)
         metrics, embeddings = evaluate_model(model, images, attribute_rows, k, batch_size, torch_device)
         result[model_name] = summarise(metrics)
@@ -515,6 +524,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default: eval.batch_size)")
     parser.add_argument("--k", type=int, help="cut-off of mAP@k (default: eval.k)")
     parser.add_argument("--device", help="torch device, or auto for CUDA when available (default: eval.device)")
+    parser.add_argument("--strategy", help="training strategy of the checkpoint, for the MLflow run's tag (default: train.strategy)")
+    parser.add_argument("--parent-run-file", help="file holding the MLflow parent run id (default: the pipeline's)")
     parser.add_argument("--params", default=PARAMS_FILE, help="parameters file (default: %(default)s in the project root)")
 
 
@@ -528,7 +539,7 @@ def run(args: argparse.Namespace) -> int:
         if args.aggregate:
             if args.which == "both":
                 raise ValueError("--aggregate reports one model; use --which student or --which ema.")
-            with evaluate_run(args.increment, params, kind="report"):
+            with evaluate_run(args.increment, params, kind="report", strategy=args.strategy, parent_file=args.parent_run_file):
                 report = aggregate_report(params, args.increment, args.which)
                 log_report(report)
             print(_format_report(report))
@@ -539,7 +550,7 @@ def run(args: argparse.Namespace) -> int:
         plan = load_plan(params)
         plan.get(args.increment)  # raises PlanError naming the known increments
         increment_index = plan.order.index(args.increment)
-        with evaluate_run(args.increment, params):
+        with evaluate_run(args.increment, params, strategy=args.strategy, parent_file=args.parent_run_file):
             result = evaluate_increment(
                 args.increment,
                 params=params,

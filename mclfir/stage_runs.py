@@ -14,17 +14,29 @@ from typing import Any
 from mclfir.config import load_eval_config, load_model_config, load_train_config, to_dict
 from mclfir.paths import resolve
 
+TAG_STRATEGY = "mclfir.strategy"
+
+
 @contextlib.contextmanager
-def train_run(increment: str, attributes: list[str], parent: str, params: dict[str, Any], splits_dir: str) -> Iterator[None]:
-    """Open the MLflow run of training ``increment`` and log its config and training data."""
+def train_run(
+    increment: str,
+    attributes: list[str],
+    parent: str,
+    params: dict[str, Any],
+    splits_dir: str,
+    parent_file: str | Path | None = None,
+) -> Iterator[None]:
+    """Open the MLflow run of training ``increment``, tagged with its strategy, and log its config and training data."""
     from mclfir import tracking
 
+    train_config = load_train_config(params)
     run_params = {
         "model": to_dict(load_model_config(params)),
-        "train": to_dict(load_train_config(params)),
+        "train": to_dict(train_config),
         "increment": {"name": increment, "attributes": ",".join(attributes), "parent": parent},
     }
-    with tracking.child_run("train", increment, params=run_params):
+    tags = {TAG_STRATEGY: train_config.strategy}
+    with tracking.child_run("train", increment, params=run_params, tags=tags, parent_file=parent_file):
         split_files = sorted((resolve(splits_dir) / increment).glob("*.parquet"))
         tracking.log_training_input(split_files, tracking.data_hash())
         yield
@@ -41,11 +53,21 @@ def log_training_result(epoch_losses: list[dict[str, float]], cost: dict[str, fl
 
 
 @contextlib.contextmanager
-def evaluate_run(increment: str | None, params: dict[str, Any], kind: str = "evaluate") -> Iterator[None]:
-    """Open the MLflow run of evaluating ``increment`` (or of the report, ``kind="report"``)."""
+def evaluate_run(
+    increment: str | None,
+    params: dict[str, Any],
+    kind: str = "evaluate",
+    strategy: str | None = None,
+    parent_file: str | Path | None = None,
+) -> Iterator[None]:
+    """Open the MLflow run of evaluating ``increment`` (or of the report, ``kind="report"``).
+
+    The run is tagged with ``strategy``, by default the ``train.strategy`` of ``params``.
+    """
     from mclfir import tracking
 
-    with tracking.child_run(kind, increment, params={"eval": to_dict(load_eval_config(params))}):
+    tags = {TAG_STRATEGY: strategy or load_train_config(params).strategy}
+    with tracking.child_run(kind, increment, params={"eval": to_dict(load_eval_config(params))}, tags=tags, parent_file=parent_file):
         yield
 
 

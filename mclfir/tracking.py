@@ -25,13 +25,12 @@ import mlflow
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mclfir.paths import project_root, resolve
+from mclfir.paths import PARENT_RUN_FILE, project_root, resolve
 
 _logger = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "mclfir"
 PARENT_RUN_ENV = "MCLFIR_PARENT_RUN_ID"
-PARENT_RUN_FILE = "metrics/.mlflow_parent_run"
 # Outputs of dvc.lock whose md5s make up the data hash: the validated catalog and every split folder.
 DATA_HASH_OUTS = ("data/validated/catalog.parquet", "data/splits/")
 

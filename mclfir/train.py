@@ -19,6 +19,7 @@ CLI: ``mclfir train --increment inc1 [--resume] [--max-steps N]``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import math
@@ -28,12 +29,13 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
 from mclfir.config import ModelConfig, TrainConfig, load_model_config, load_params, load_train_config, to_dict
 from mclfir.paths import resolve
+from mclfir.strategies import DEFAULT_STRATEGY, STRATEGIES, TEACHER_EMA, TEACHER_PARENT, Strategy, get_strategy
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +67,10 @@ class TrainPaths:
         """Folder of an increment's checkpoints."""
         return resolve(self.models_dir) / increment
 
+    def parent_checkpoint(self, parent: str) -> Path:
+        """Checkpoint that an increment with ``parent`` starts from; ``init`` is the file of `mclfir init`."""
+        return self.model_dir(parent) / CHECKPOINT_FILE
+
     def metrics_file(self, increment: str) -> Path:
         """Training metrics file of an increment."""
         return resolve(self.metrics_dir) / f"{increment}.json"
@@ -77,6 +83,8 @@ class TrainProgress:
     step: int = 0
     epoch: int = 0
     wall_s: float = 0.0
+    # CPU seconds of the training process (every thread), which other jobs on the machine inflate less than wall time.
+    cpu_s: float = 0.0
     images_seen: int = 0
     epoch_losses: list[dict[str, float]] = field(default_factory=list)
     # Sums over the steps done so far in the current epoch, keyed by loss name.
@@ -84,8 +92,8 @@ class TrainProgress:
     running_steps: int = 0
 
     def cost(self) -> dict[str, float | int]:
-        """Training cost so far: wall time, images seen (2 per pair) and optimizer steps."""
-        return {"wall_s": round(self.wall_s, 2), "images_seen": self.images_seen, "steps": self.step}
+        """Training cost so far: wall and CPU time, images seen (2 per pair) and optimizer steps."""
+        return {"wall_s": round(self.wall_s, 2), "cpu_s": round(self.cpu_s, 2), "images_seen": self.images_seen, "steps": self.step}
 
 
 def select_device() -> "torch.device":
@@ -187,6 +195,14 @@ def load_increment_plan(params: dict[str, Any], increment: str) -> tuple[list[st
     return list(entry.attributes), entry.parent
 
 
+class IncrementModels(NamedTuple):
+    """The models of one increment: the student, its EMA (or None) and the distillation teacher (or None)."""
+
+    student: "MultiHeadModel"
+    ema: "EmaTeacher | None"
+    teacher: "MultiHeadModel | None"
+
+
 def build_models(
     model_cfg: ModelConfig,
     increment: str,
@@ -194,21 +210,46 @@ def build_models(
     parent: str,
     paths: TrainPaths,
     ema_decay: float,
-) -> tuple["MultiHeadModel", "EmaTeacher"]:
-    """Return the student with the increment's new head and its EMA teacher.
+    strategy: Strategy = STRATEGIES[DEFAULT_STRATEGY],
+    lineage: dict[str, list[str]] | None = None,
+) -> IncrementModels:
+    """Return the student with the increment's new head, its EMA and the distillation teacher.
 
-    With a parent checkpoint, the student starts from the parent's student weights and the
-    teacher from the parent's EMA weights. The teacher takes the new head from the student.
+    With a parent checkpoint, the student starts from the parent's student weights and the EMA
+    from the parent's EMA weights; the EMA takes the new head from the student. A strategy that
+    starts from scratch loads the initial model instead and adds one head per increment of
+    ``lineage`` (increment -> attributes, oldest first, ending with ``increment``). The teacher is
+    the EMA's model (``mclfir``) or a frozen copy of the parent's student (``lwf``), and None for the
+    first increment, which has nothing to distil.
     """
+    if strategy.from_scratch:
+        return _build_from_scratch(model_cfg, lineage or {increment: attributes}, paths)
+
+    model, ema = _load_parent(model_cfg, parent, paths, ema_decay, strategy.keeps_ema)
+    teacher = None
+    if parent != INIT_PARENT and strategy.teacher == TEACHER_PARENT:
+        teacher = _frozen_copy(model)
+
+    model.add_increment(increment, attributes)
+    if ema is not None:
+        ema.sync_structure(model)
+    if parent != INIT_PARENT and strategy.teacher == TEACHER_EMA:
+        teacher = ema.module
+    return IncrementModels(model, ema, teacher)
+
+
+def _load_parent(
+    model_cfg: ModelConfig, parent: str, paths: TrainPaths, ema_decay: float, keeps_ema: bool
+) -> tuple["MultiHeadModel", "EmaTeacher | None"]:
+    """Return the parent's student and, when ``keeps_ema``, its EMA; a fresh model for a missing ``init``."""
     from mclfir.model.checkpoint import load_checkpoint
     from mclfir.model.ema import EmaTeacher
     from mclfir.model.multihead import MultiHeadModel
 
-    parent_path = paths.model_dir(parent) / CHECKPOINT_FILE
+    parent_path = paths.parent_checkpoint(parent)
     if parent == INIT_PARENT and not parent_path.is_file():
         model = MultiHeadModel(model_cfg)
-        model.add_increment(increment, attributes)
-        return model, EmaTeacher(model, ema_decay)
+        return model, EmaTeacher(model, ema_decay) if keeps_ema else None
 
     if not parent_path.is_file():
         raise FileNotFoundError(
@@ -219,12 +260,30 @@ def build_models(
     _check_parent_complete(payload, parent, parent_path)
     model = MultiHeadModel.from_structure(model_cfg, payload["structure"])
     model.load_state_dict(payload["model"])
-    teacher = EmaTeacher(model, ema_decay)
-    teacher.load_state_dict(payload["ema"])
+    if not keeps_ema:
+        return model, None
 
-    model.add_increment(increment, attributes)
-    teacher.sync_structure(model)
-    return model, teacher
+    ema = EmaTeacher(model, ema_decay)
+    if payload.get("ema"):
+        ema.load_state_dict(payload["ema"])
+    else:
+        _logger.warning("Parent checkpoint %s has no EMA weights; the EMA starts from its student", parent_path)
+    return model, ema
+
+
+def _build_from_scratch(model_cfg: ModelConfig, lineage: dict[str, list[str]], paths: TrainPaths) -> IncrementModels:
+    """Return the initial model with one fresh head per increment of ``lineage``, and no EMA or teacher."""
+    model, _ = _load_parent(model_cfg, INIT_PARENT, paths, ema_decay=0.0, keeps_ema=False)
+    for name, attributes in lineage.items():
+        model.add_increment(name, attributes)
+    return IncrementModels(model, None, None)
+
+
+def _frozen_copy(model: "MultiHeadModel") -> "MultiHeadModel":
+    """Return a copy of ``model`` in eval mode with gradients turned off."""
+    teacher = copy.deepcopy(model)
+    teacher.requires_grad_(False)
+    return teacher.eval()
 
 
 def _check_parent_complete(payload: dict[str, Any], parent: str, path: Path) -> None:
@@ -243,12 +302,22 @@ def build_sampler(
     cache: "ImageCache",
     paths: TrainPaths,
     cfg: TrainConfig,
+    lineage: dict[str, list[str]] | None = None,
 ) -> "DoubletSampler":
-    """Return the doublet sampler over the train images of the increment's attributes."""
+    """Return the doublet sampler over the train images of the attributes trained in this increment.
+
+    These are ``attributes``, or every attribute of ``lineage`` (increment -> attributes) when
+    given; each attribute's split file lies in the folder of the increment that introduced it.
+    """
     from mclfir.data.doublets import DoubletSampler, read_train_pool
 
-    split_dir = resolve(paths.splits_dir) / increment
-    pools = [read_train_pool(split_dir / f"{attribute}.parquet", cache.rows) for attribute in attributes]
+    lineage = lineage or {increment: attributes}
+    splits_dir = resolve(paths.splits_dir)
+    pools = [
+        read_train_pool(splits_dir / name / f"{attribute}.parquet", cache.rows)
+        for name, names_attributes in lineage.items()
+        for attribute in names_attributes
+    ]
     for pool in pools:
         _logger.info("Attribute %s: %d train images over %d values", pool.attribute, pool.images, len(pool.values))
 
@@ -262,13 +331,18 @@ def build_sampler(
 
 
 class IncrementTrainer:
-    """The training loop of one increment: steps, EMA updates, logging and checkpoints."""
+    """The training loop of one increment: steps, EMA updates, distillation, logging and checkpoints.
+
+    ``ema`` is updated after every optimizer step when given. With ``distill``, the student is
+    pulled towards ``teacher``, which defaults to the EMA's model; ``strategy`` says which of the
+    backbone features and the earlier heads' embeddings are distilled.
+    """
 
     def __init__(
         self,
         increment: str,
         model: "MultiHeadModel",
-        teacher: "EmaTeacher",
+        ema: "EmaTeacher | None",
         sampler: "DoubletSampler",
         cache: "ImageCache",
         model_cfg: ModelConfig,
@@ -277,34 +351,50 @@ class IncrementTrainer:
         distill: bool,
         config_record: dict[str, Any],
         device: "torch.device | None" = None,
+        teacher: "MultiHeadModel | None" = None,
+        strategy: Strategy = STRATEGIES[DEFAULT_STRATEGY],
     ) -> None:
         import torch
 
         self.increment = increment
         self.device = device or select_device()
         self.model = model.to(self.device)
-        self.teacher = teacher
-        self.teacher.module.to(self.device)
+        self.ema = ema
+        self.strategy = strategy
+        self.teacher = teacher if teacher is not None or not distill or ema is None else ema.module
+        if distill and self.teacher is None:
+            raise ValueError(f"Distillation of {increment} needs a teacher: pass an EMA or a teacher model.")
+        self.distill = distill
         # bf16 convolutions (cuDNN, and oneDNN on the CPU) run fastest on channels-last tensors.
         self.channels_last = self.device.type == "cuda" or cfg.cpu_bf16
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-            self.teacher.module.to(memory_format=torch.channels_last)
+        for module in self._modules_to_place():
+            module.to(self.device)
+            if self.channels_last:
+                module.to(memory_format=torch.channels_last)
         self.sampler = sampler
         self.cache = cache
         self.model_cfg = model_cfg
         self.cfg = cfg
         self.paths = paths
-        self.distill = distill
         self.config_record = config_record
         self.image_size = list(model.image_size)
 
         self.new_attributes = list(model.increments[increment])
+        # Attributes of the sampler: the new ones, or every attribute seen so far when training from scratch.
+        self.trained_attributes = list(sampler.attributes)
         self.old_attributes = [name for name in model.attributes if name not in self.new_attributes]
         self.total_steps = cfg.epochs * len(sampler)
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.warmup_fraction)
         self.progress = TrainProgress()
+
+    def _modules_to_place(self) -> list["torch.nn.Module"]:
+        """Return the student, the EMA's model and the teacher, each once."""
+        modules = [self.model]
+        for module in (self.ema.module if self.ema is not None else None, self.teacher):
+            if module is not None and all(module is not placed for placed in modules):
+                modules.append(module)
+        return modules
 
     def prepare_batch(self, batch: "DoubletBatch", step: int) -> tuple["torch.Tensor", "torch.Generator"]:
         """Read and augment the 2P images of a batch, laid out as ``[anchors; positives]``."""
@@ -344,23 +434,25 @@ class IncrementTrainer:
         return losses
 
     def _distillation_losses(self, inputs, features, generator) -> dict[str, "torch.Tensor"]:
-        """Pull the student's features, and its old heads' embeddings, towards the teacher's."""
+        """Pull the student's features and its old heads' embeddings towards the teacher's, as the strategy says."""
         import torch
 
         from mclfir.losses import embedding_distillation_loss, feature_distillation_loss
 
         with torch.no_grad(), autocast_context(self.device, self.cfg.cpu_bf16):
-            teacher_features = self.teacher.module.features(inputs)
-        losses = {"distill_features": feature_distillation_loss(features, teacher_features)}
+            teacher_features = self.teacher.features(inputs)
+        losses = {}
+        if self.strategy.distill_features:
+            losses["distill_features"] = feature_distillation_loss(features, teacher_features)
 
-        if self.old_attributes:
+        if self.strategy.distill_heads and self.old_attributes:
             # One old attribute per image, drawn at random, keeps the cost flat as heads accumulate.
             picks = torch.randint(len(self.old_attributes), (inputs.shape[0],), generator=generator)
             old = [self.old_attributes[i] for i in picks.tolist()]
             with autocast_context(self.device, self.cfg.cpu_bf16):
                 student_old = self.model.embed(features, old)  # [2P, D]
             with torch.no_grad(), autocast_context(self.device, self.cfg.cpu_bf16):
-                teacher_old = self.teacher.module.embed(teacher_features, old)
+                teacher_old = self.teacher.embed(teacher_features, old)
             losses["distill_heads"] = embedding_distillation_loss(student_old, teacher_old)
         return losses
 
@@ -375,7 +467,8 @@ class IncrementTrainer:
         self.optimizer.step()
         self.scheduler.step()
         self.progress.step += 1
-        self.teacher.update(self.model)
+        if self.ema is not None:
+            self.ema.update(self.model)
 
         self.progress.images_seen += 2 * len(batch)
         return {name: float(value.detach()) for name, value in losses.items()}
@@ -391,7 +484,9 @@ class IncrementTrainer:
         batches_per_epoch = len(self.sampler)
         bar = tqdm(total=self.total_steps, initial=self.progress.step, desc=f"train {self.increment}", unit="step")
         started = time.perf_counter()
+        cpu_started = time.process_time()
         wall_before = self.progress.wall_s
+        cpu_before = self.progress.cpu_s
         stopped = False
 
         while self.progress.epoch < self.cfg.epochs and not stopped:
@@ -404,6 +499,7 @@ class IncrementTrainer:
                 terms = self.train_step(batch)
                 self._accumulate(terms)
                 self.progress.wall_s = wall_before + time.perf_counter() - started
+                self.progress.cpu_s = cpu_before + time.process_time() - cpu_started
                 self._report(bar, terms)
 
                 if self.progress.step % self.cfg.checkpoint_every == 0:
@@ -454,7 +550,7 @@ class IncrementTrainer:
         progress = self.progress
         return {
             "model": self.model.state_dict(),
-            "ema": self.teacher.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": progress.step,
@@ -492,7 +588,8 @@ class IncrementTrainer:
                 "run without --resume to start this increment afresh."
             )
         self.model.load_state_dict(payload["model"])
-        self.teacher.load_state_dict(payload["ema"])
+        if self.ema is not None:
+            self.ema.load_state_dict(payload["ema"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
 
@@ -502,6 +599,7 @@ class IncrementTrainer:
             step=int(payload["step"]),
             epoch=int(payload["epoch"]),
             wall_s=float(cost["wall_s"]),
+            cpu_s=float(cost.get("cpu_s", 0.0)),
             images_seen=int(cost["images_seen"]),
             epoch_losses=list(history["epoch_losses"]),
             running=dict(history["running"]),
@@ -550,35 +648,43 @@ def train_increment(
     resume: bool = False,
     max_steps: int | None = None,
     device: "torch.device | None" = None,
+    auto_resume: bool = False,
 ) -> TrainResult:
-    """Train one increment end to end and write its checkpoints and metrics.
+    """Train one increment end to end with the strategy of ``train.strategy``; write its checkpoints and metrics.
 
     ``max_steps`` stops after that many optimizer steps in total (the schedule still spans
     every epoch, so a later ``resume`` continues the same run). A run that stops early writes
-    ``last.pt`` only; ``checkpoint.pt`` is written when the last epoch is done.
+    ``last.pt`` only; ``checkpoint.pt`` is written when the last epoch is done. ``auto_resume``
+    continues from ``last.pt`` only when it holds an unfinished run with the same configuration,
+    and otherwise starts afresh.
     """
     import torch
 
     from mclfir.data.image_cache import ImageCache
+    from mclfir.data.increments import load_plan
 
     params = load_params() if params is None else params
     model_cfg = load_model_config(params)
     cfg = load_train_config(params)
+    strategy = get_strategy(cfg.strategy)
     attributes, parent = load_increment_plan(params, increment)
+    lineage = load_plan(params).lineage_attributes(increment) if strategy.from_scratch else {increment: attributes}
     torch.set_num_threads(cfg.num_threads or os.cpu_count() or 1)
     seed_everything(cfg.seed)
 
-    model, teacher = build_models(model_cfg, increment, attributes, parent, paths, cfg.ema_decay)
+    models = build_models(model_cfg, increment, attributes, parent, paths, cfg.ema_decay, strategy, lineage)
     cache = ImageCache(paths.cache_dir)
-    sampler = build_sampler(increment, attributes, cache, paths, cfg)
+    sampler = build_sampler(increment, attributes, cache, paths, cfg, lineage)
+    start = INIT_PARENT if strategy.from_scratch else parent
     config_record = {
         "model": to_dict(model_cfg),
         "train": to_dict(cfg),
-        "increment": {"name": increment, "attributes": attributes, "parent": parent},
+        "increment": {"name": increment, "attributes": attributes, "parent": start},
     }
     trainer = IncrementTrainer(
-        increment, model, teacher, sampler, cache, model_cfg, cfg, paths,
-        distill=parent != INIT_PARENT, config_record=config_record, device=device,
+        increment, models.student, models.ema, sampler, cache, model_cfg, cfg, paths,
+        distill=models.teacher is not None, config_record=config_record, device=device,
+        teacher=models.teacher, strategy=strategy,
     )
 
     last_path = paths.model_dir(increment) / LAST_FILE
@@ -586,27 +692,52 @@ def train_increment(
         if not last_path.is_file():
             raise FileNotFoundError(f"Cannot resume: {last_path} not found. Run without --resume to start {increment}.")
         trainer.load(last_path)
+    elif auto_resume and _resumable(last_path, config_record, cfg.epochs):
+        trainer.load(last_path)
     _logger.info(
-        "Training %s (%s) from %s on %s: %d epochs x %d steps of %d pairs, image size %s",
-        increment, ", ".join(attributes), parent, trainer.device, cfg.epochs, len(sampler), cfg.batch_size, trainer.image_size,
+        "Training %s (%s) with strategy %s from %s on %s: %d epochs x %d steps of %d pairs, image size %s",
+        increment, ", ".join(trainer.trained_attributes), strategy.name, start, trainer.device,
+        cfg.epochs, len(sampler), cfg.batch_size, trainer.image_size,
     )
 
     completed = trainer.fit(max_steps)
     # Only a finished run becomes the increment's checkpoint, the one later increments start from.
     checkpoint_path = paths.model_dir(increment) / (CHECKPOINT_FILE if completed else LAST_FILE)
     trainer.save(checkpoint_path)
-    metrics_path = write_train_metrics(trainer, parent, completed)
+    metrics_path = write_train_metrics(trainer, start, completed)
     return TrainResult(increment, checkpoint_path, metrics_path, completed, trainer.progress.cost(), trainer.progress.epoch_losses)
 
 
+def _resumable(last_path: Path, config_record: dict[str, Any], epochs: int) -> bool:
+    """Return whether ``last_path`` holds an unfinished run of exactly this configuration."""
+    from mclfir.model.checkpoint import load_checkpoint
+
+    if not last_path.is_file():
+        return False
+    payload = load_checkpoint(last_path)
+    if payload.get("config") != config_record:
+        _logger.info("Not resuming from %s: it was written with another configuration; starting afresh", last_path)
+        return False
+    if int(payload.get("epoch", 0)) >= epochs:
+        _logger.info("Not resuming from %s: its run already finished; starting afresh", last_path)
+        return False
+    return True
+
+
 def write_train_metrics(trainer: IncrementTrainer, parent: str, completed: bool) -> Path:
-    """Write ``metrics/train/<increment>.json``: per-epoch losses, cost and the run's shape."""
+    """Write ``metrics/train/<increment>.json``: per-epoch losses, cost and the run's shape.
+
+    ``parent`` is the model the increment started from: its parent, or ``init`` for a strategy
+    that starts from scratch.
+    """
     path = trainer.paths.metrics_file(trainer.increment)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "increment": trainer.increment,
         "parent": parent,
         "attributes": trainer.new_attributes,
+        "trained_attributes": trainer.trained_attributes,
+        "strategy": trainer.strategy.name,
         "completed": completed,
         "device": trainer.device.type,
         "epochs": trainer.progress.epoch_losses,
@@ -614,6 +745,13 @@ def write_train_metrics(trainer: IncrementTrainer, parent: str, completed: bool)
     }
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def with_strategy(params: dict[str, Any], strategy: str | None) -> dict[str, Any]:
+    """Return ``params`` with ``train.strategy`` set to ``strategy``; unchanged when it is None."""
+    if strategy is None:
+        return params
+    return {**params, "train": {**params.get("train", {}), "strategy": strategy}}
 
 
 def _positive_int(text: str) -> int:
@@ -631,11 +769,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     defaults = TrainPaths()
     parser.add_argument("--increment", required=True, help="increment to train, as named in params.yaml")
     parser.add_argument("--resume", action="store_true", help="continue from models/<increment>/last.pt")
+    parser.add_argument(
+        "--auto-resume", action="store_true",
+        help="continue from last.pt when it holds an unfinished run with the same configuration, else start afresh",
+    )
+    parser.add_argument("--strategy", choices=list(STRATEGIES), help="training strategy (default: train.strategy)")
     parser.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps in total; the run can be resumed")
     parser.add_argument("--cache", default=defaults.cache_dir, help=f"image cache folder (default {defaults.cache_dir})")
     parser.add_argument("--splits", default=defaults.splits_dir, help=f"split files folder (default {defaults.splits_dir})")
     parser.add_argument("--models", default=defaults.models_dir, help=f"checkpoint folder (default {defaults.models_dir})")
     parser.add_argument("--metrics", default=defaults.metrics_dir, help=f"training metrics folder (default {defaults.metrics_dir})")
+    parser.add_argument("--parent-run-file", help="file holding the MLflow parent run id (default: the pipeline's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -643,10 +787,12 @@ def run(args: argparse.Namespace) -> int:
     from mclfir.stage_runs import log_training_result, train_run
 
     paths = TrainPaths(cache_dir=args.cache, splits_dir=args.splits, models_dir=args.models, metrics_dir=args.metrics)
-    params = load_params()
+    params = with_strategy(load_params(), args.strategy)
     attributes, parent = load_increment_plan(params, args.increment)
-    with train_run(args.increment, attributes, parent, params, args.splits):
-        result = train_increment(args.increment, params=params, paths=paths, resume=args.resume, max_steps=args.max_steps)
+    with train_run(args.increment, attributes, parent, params, args.splits, parent_file=args.parent_run_file):
+        result = train_increment(
+            args.increment, params=params, paths=paths, resume=args.resume, max_steps=args.max_steps, auto_resume=args.auto_resume,
+        )
         log_training_result(result.epoch_losses, result.cost)
     state = "done" if result.completed else "stopped early (resume with --resume)"
     print(

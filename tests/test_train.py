@@ -1,8 +1,4 @@
-"""Tests of increment training on a tiny generated dataset with a tiny timm backbone.
-
-Images are 32x32 squares of one of three colours with a dark patch on the left or the right,
-so ``colour`` (increment inc0) and ``side`` (increment inc1) are both learnable.
-"""
+"""Tests of increment training on a tiny generated dataset with a tiny timm backbone (see tiny_training)."""
 
 import copy
 import json
@@ -27,89 +23,17 @@ from mclfir.train import (
     build_sampler,
     train_increment,
 )
+from tiny_training import COLOURS, build_tiny_data, draw, tiny_params, tiny_paths
 
-COLOURS = {"red": (200, 30, 30), "green": (30, 180, 30), "blue": (30, 30, 200)}
-SIDES = ("left", "right")
-IMAGES_PER_COMBINATION = 4
-
-
-def _params(epochs: int = 2, pairs_per_epoch: int = 16, checkpoint_every: int = 100) -> dict:
-    return {
-        "model": {
-            "backbone": "test_resnet",
-            "feature_index": 2,
-            "image_size": [32, 32],
-            "pretrained": False,
-            "embed_dim": 16,
-            "attention_dim": 16,
-        },
-        "train": {
-            "epochs": epochs,
-            "batch_size": 4,
-            "pairs_per_epoch": pairs_per_epoch,
-            "lr": 1e-3,
-            "ema_decay": 0.9,
-            "seed": 3,
-            "checkpoint_every": checkpoint_every,
-            "log_every": 1,
-            "num_threads": 1,
-        },
-        "increments": {
-            "inc0": {"attributes": ["colour"], "parent": "init"},
-            "inc1": {"attributes": ["side"], "parent": "inc0"},
-        },
-    }
-
-
-def _draw(colour: str, side: str) -> Image.Image:
-    pixels = np.full((32, 32, 3), COLOURS[colour], dtype=np.uint8)
-    columns = slice(2, 12) if side == "left" else slice(20, 30)
-    pixels[10:22, columns] = 20
-    return Image.fromarray(pixels)
+_params = tiny_params
+_draw = draw
+_paths = tiny_paths
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """Cache and split files of 24 generated images, shared by the tests of this module."""
-    root = tmp_path_factory.mktemp("tiny")
-    (root / "images").mkdir()
-    records = []
-    for colour in COLOURS:
-        for side in SIDES:
-            for copy_index in range(IMAGES_PER_COMBINATION):
-                image_id = f"{colour}-{side}-{copy_index}"
-                _draw(colour, side).save(root / "images" / f"{image_id}.png")
-                records.append({"image_id": image_id, "colour": colour, "side": side})
-    frame = pd.DataFrame.from_records(records)
-
-    catalog = pd.DataFrame(
-        {
-            "image_id": frame["image_id"],
-            "path": "images/" + frame["image_id"] + ".png",
-            "content_hash": None,
-            "source_row": range(2, len(frame) + 2),
-            "colour": frame["colour"].map(lambda value: [value]),
-            "side": frame["side"].map(lambda value: [value]),
-        }
-    )
-    write_catalog(Catalog(catalog, ["colour", "side"], "test", str(root)), root / "catalog.parquet")
-    build_image_cache(root / "catalog.parquet", root / "cache")
-
-    for increment, attribute in (("inc0", "colour"), ("inc1", "side")):
-        split_dir = root / "splits" / increment
-        split_dir.mkdir(parents=True)
-        split = pd.DataFrame({"image_id": frame["image_id"], "value": frame[attribute], "role": "train"})
-        split.to_parquet(split_dir / f"{attribute}.parquet")
-    return root
-
-
-def _paths(data_dir: Path, out: Path) -> TrainPaths:
-    return TrainPaths(
-        cache_dir=str(data_dir / "cache"),
-        splits_dir=str(data_dir / "splits"),
-        models_dir=str(out / "models"),
-        metrics_dir=str(out / "metrics"),
-    )
+    return build_tiny_data(tmp_path_factory.mktemp("tiny"))
 
 
 def _trainer(data_dir: Path, out: Path, increment: str, params: dict) -> IncrementTrainer:
@@ -118,12 +42,12 @@ def _trainer(data_dir: Path, out: Path, increment: str, params: dict) -> Increme
     plan = params["increments"][increment]
     paths = _paths(data_dir, out)
     torch.manual_seed(cfg.seed)
-    model, teacher = build_models(model_cfg, increment, plan["attributes"], plan["parent"], paths, cfg.ema_decay)
+    models = build_models(model_cfg, increment, plan["attributes"], plan["parent"], paths, cfg.ema_decay)
     cache = ImageCache(paths.cache_dir)
     sampler = build_sampler(increment, plan["attributes"], cache, paths, cfg)
     return IncrementTrainer(
-        increment, model, teacher, sampler, cache, model_cfg, cfg, paths,
-        distill=plan["parent"] != "init", config_record={}, device=torch.device("cpu"),
+        increment, models.student, models.ema, sampler, cache, model_cfg, cfg, paths,
+        distill=models.teacher is not None, config_record={}, device=torch.device("cpu"), teacher=models.teacher,
     )
 
 
@@ -172,18 +96,18 @@ def test_loss_decreases_during_training(data_dir, tmp_path):
 
 def test_ema_changes_and_differs_from_frozen_copy(data_dir, tmp_path):
     trainer = _trainer(data_dir, tmp_path, "inc0", _params(pairs_per_epoch=8))
-    frozen = copy.deepcopy(trainer.teacher.module.state_dict())
+    frozen = copy.deepcopy(trainer.ema.module.state_dict())
 
     trainer.fit()
 
-    teacher_state = trainer.teacher.module.state_dict()
+    teacher_state = trainer.ema.module.state_dict()
     student_state = trainer.model.state_dict()
     weight = "backbone.body.conv1.0.weight"
-    assert trainer.teacher.step == 4
+    assert trainer.ema.step == 4
     assert not torch.equal(teacher_state[weight], frozen[weight])
     assert not torch.equal(teacher_state[weight], student_state[weight])
-    assert all(not parameter.requires_grad for parameter in trainer.teacher.module.parameters())
-    assert not trainer.teacher.module.training
+    assert all(not parameter.requires_grad for parameter in trainer.ema.module.parameters())
+    assert not trainer.ema.module.training
 
 
 def test_augmentation_keeps_colour_and_shape():

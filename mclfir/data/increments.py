@@ -90,6 +90,10 @@ class IncrementPlan:
             parent = self.parent_of(parent)
         return chain[::-1]
 
+    def lineage_attributes(self, name: str) -> dict[str, list[str]]:
+        """Return increment -> attributes for ``name`` and its ancestors, oldest first."""
+        return {ancestor: list(self.get(ancestor).attributes) for ancestor in self.lineage(name)}
+
     def attributes_seen_until(self, name: str) -> list[str]:
         """Return the attributes served after training ``name``: its own and its ancestors', oldest first."""
         return [attribute for ancestor in self.lineage(name) for attribute in self.get(ancestor).attributes]

@@ -1,0 +1,136 @@
+"""Tests of the training strategies (mclfir, finetune, lwf, joint) on the tiny generated dataset.
+
+They check what sets the strategies apart and nothing more: finetune is mclfir without
+distillation and without an EMA, lwf distils the earlier heads from a frozen parent, and joint
+starts every increment from the initial model and trains every attribute seen so far.
+"""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mclfir.config import load_train_config
+from mclfir.model.checkpoint import load_checkpoint
+from mclfir.strategies import STRATEGIES
+from mclfir.train import train_increment
+from tiny_training import build_tiny_data, tiny_params, tiny_paths
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return build_tiny_data(tmp_path_factory.mktemp("tiny"))
+
+
+def _params(strategy: str, **train) -> dict:
+    params = tiny_params(epochs=1, pairs_per_epoch=8)
+    params["train"].update(strategy=strategy, **train)
+    return params
+
+
+def _train(data_dir: Path, out: Path, increment: str, params: dict) -> dict:
+    """Train ``increment`` into ``out`` and return its checkpoint payload."""
+    result = train_increment(increment, params, tiny_paths(data_dir, out), device=CPU)
+    assert result.completed
+    return load_checkpoint(result.checkpoint)
+
+
+def _same_weights(first: dict, second: dict) -> bool:
+    return list(first) == list(second) and all(torch.equal(first[key], second[key]) for key in first)
+
+
+def _train_chain(data_dir: Path, out: Path, params: dict) -> tuple[dict, dict]:
+    return _train(data_dir, out, "inc0", params), _train(data_dir, out, "inc1", params)
+
+
+def test_unknown_strategy_names_the_value_and_the_choices():
+    with pytest.raises(ValueError, match=r"'replay'.*mclfir, finetune, lwf, joint"):
+        load_train_config({"train": {"strategy": "replay"}})
+
+
+def test_finetune_is_mclfir_without_ema_and_distillation(data_dir, tmp_path):
+    mclfir_first, mclfir_second = _train_chain(data_dir, tmp_path / "mclfir", _params("mclfir"))
+    finetune_first, finetune_second = _train_chain(data_dir, tmp_path / "finetune", _params("finetune"))
+    # The distillation weighted 0 leaves the EMA as the only difference. Weight decay is off as
+    # well, because AdamW decays the earlier heads when they get a gradient, even a zero one.
+    silent_second = _train_chain(data_dir, tmp_path / "silent", _params("mclfir", distill_weight=0.0, weight_decay=0.0))[1]
+    plain_second = _train_chain(data_dir, tmp_path / "plain", _params("finetune", weight_decay=0.0))[1]
+
+    # The first increment distils nothing, and the EMA never touches the student.
+    assert _same_weights(mclfir_first["model"], finetune_first["model"])
+    assert mclfir_first["ema"] is not None and finetune_first["ema"] is None
+    assert finetune_second["ema"] is None
+
+    # From the second increment on, distillation is the only thing that moves the students apart.
+    assert _same_weights(silent_second["model"], plain_second["model"])
+    assert not _same_weights(mclfir_second["model"], finetune_second["model"])
+    assert set(mclfir_second["history"]["epoch_losses"][0]) >= {"distill_features", "distill_heads"}
+    assert not any(name.startswith("distill_") for name in finetune_second["history"]["epoch_losses"][0])
+
+
+def test_lwf_distils_earlier_heads_from_the_frozen_parent(data_dir, tmp_path):
+    params = _params("lwf")
+    first = _train(data_dir, tmp_path, "inc0", params)
+    parent_weights = copy.deepcopy(first["model"])
+    second = _train(data_dir, tmp_path, "inc1", params)
+
+    losses = second["history"]["epoch_losses"][0]
+    assert "distill_heads" in losses and "distill_features" not in losses
+    assert second["ema"] is None
+    # The parent's checkpoint, the teacher's source, is left as it was.
+    assert _same_weights(load_checkpoint(tmp_path / "models" / "inc0" / "checkpoint.pt")["model"], parent_weights)
+
+    finetune_second = _train_chain(data_dir, tmp_path / "finetune", _params("finetune"))[1]
+    assert not _same_weights(second["model"], finetune_second["model"])
+
+
+def test_joint_starts_each_increment_from_scratch_on_all_attributes(data_dir, tmp_path):
+    params = _params("joint")
+    pairs = params["train"]["pairs_per_epoch"]
+    # No inc0 checkpoint exists: the second increment must not need one.
+    second = _train(data_dir, tmp_path / "alone", "inc1", params)
+
+    assert second["structure"]["increments"] == {"inc0": ["colour"], "inc1": ["side"]}
+    assert second["cost"]["images_seen"] == 2 * pairs * 2
+    assert second["ema"] is None
+    record = json.loads((tmp_path / "alone" / "metrics" / "inc1.json").read_text())
+    assert record["parent"] == "init" and record["trained_attributes"] == ["colour", "side"]
+
+    # With a trained inc0 beside it, the result is the same: nothing is carried over.
+    _train(data_dir, tmp_path / "chained", "inc0", params)
+    chained_second = _train(data_dir, tmp_path / "chained", "inc1", params)
+    assert _same_weights(chained_second["model"], second["model"])
+
+    # Each other strategy sees the new attribute only.
+    finetune = _train_chain(data_dir, tmp_path / "finetune", _params("finetune"))[1]
+    assert finetune["cost"]["images_seen"] == 2 * pairs
+
+
+def test_auto_resume_continues_an_unfinished_run_of_the_same_configuration(data_dir, tmp_path):
+    params = _params("finetune", checkpoint_every=1)
+    params["train"]["epochs"] = 2
+    paths = tiny_paths(data_dir, tmp_path)
+    stopped = train_increment("inc0", params, paths, max_steps=2, device=CPU)
+    assert not stopped.completed
+
+    resumed = train_increment("inc0", params, paths, auto_resume=True, device=CPU)
+    assert resumed.completed and resumed.cost["steps"] == 4
+    assert resumed.cost["images_seen"] == 4 * 2 * params["train"]["batch_size"]
+
+    # A last.pt written with another configuration is not resumed.
+    train_increment("inc0", params, paths, max_steps=2, device=CPU)
+    other = copy.deepcopy(params)
+    other["train"]["lr"] = 0.01
+    fresh = train_increment("inc0", other, paths, max_steps=1, auto_resume=True, device=CPU)
+    assert fresh.cost["steps"] == 1
+
+
+def test_every_strategy_trains_both_increments(data_dir, tmp_path):
+    for name in STRATEGIES:
+        second = _train_chain(data_dir, tmp_path / name, _params(name))[1]
+        assert second["config"]["train"]["strategy"] == name
+        assert second["structure"]["increments"] == {"inc0": ["colour"], "inc1": ["side"]}
