@@ -121,13 +121,13 @@ def read_json(path: Path, what_makes_it: str) -> dict[str, Any]:
 
 
 def read_cost(train_metrics_dir: Path, increment: str) -> dict[str, Any]:
-    """Return ``cost`` (``wall_s``, ``images_seen``, ``steps``) of ``metrics/train/<increment>.json``.
+    """Return ``cost`` (``wall_s``, ``cpu_s``, ``images_seen``, ``steps``) of ``metrics/train/<increment>.json``.
 
     A missing file or key is logged as a warning and gives null figures, so the report of
     models trained elsewhere still builds.
     """
     path = Path(train_metrics_dir) / f"{increment}.json"
-    empty = {"increment": increment, "wall_s": None, "images_seen": None, "steps": None}
+    empty = {"increment": increment, "wall_s": None, "cpu_s": None, "images_seen": None, "steps": None}
     if not path.is_file():
         _logger.warning("Training metrics %s not found; the cost of increment %s is left empty", path, increment)
         return empty
@@ -140,6 +140,7 @@ def read_cost(train_metrics_dir: Path, increment: str) -> dict[str, Any]:
     return {
         "increment": increment,
         "wall_s": cost.get("wall_s"),
+        "cpu_s": cost.get("cpu_s"),
         "images_seen": cost.get("images_seen"),
         "steps": cost.get("steps"),
     }

@@ -397,7 +397,7 @@ def load_eval_model(checkpoint: Path, which: str, device: torch.device, attribut
 
 
 def checkpoint_has_ema(checkpoint: Path) -> bool:
-    """Return whether ``checkpoint`` holds EMA weights."""
+    """Return whether ``checkpoint`` contains EMA weights."""
     from mclfir.model.checkpoint import load_checkpoint
 
     return bool(load_checkpoint(checkpoint).get("ema"))

@@ -1,7 +1,7 @@
 """Training strategies: what an increment starts from, what it trains on and what anchors it.
 
 Every strategy uses the same data, doublet sampler, backbone, heads, InfoNCE loss, evaluation and
-metrics; a strategy only switches parts of the training loop on or off:
+metrics. A strategy only switches parts of the training loop on or off:
 
 - ``mclfir``: continual training with an EMA teacher. The student starts from the parent
   increment, trains the new attributes, and is pulled towards the EMA teacher's backbone features
@@ -15,7 +15,7 @@ metrics; a strategy only switches parts of the training loop on or off:
 
 from dataclasses import dataclass
 
-# Where the distillation teacher comes from.
+# Sources of the distillation teacher.
 TEACHER_EMA = "ema"
 TEACHER_PARENT = "parent"
 

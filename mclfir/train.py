@@ -216,7 +216,7 @@ def build_models(
     """Return the student with the increment's new head, its EMA and the distillation teacher.
 
     With a parent checkpoint, the student starts from the parent's student weights and the EMA
-    from the parent's EMA weights; the EMA takes the new head from the student. A strategy that
+    from the parent's EMA weights. The EMA takes the new head from the student. A strategy that
     starts from scratch loads the initial model instead and adds one head per increment of
     ``lineage`` (increment -> attributes, oldest first, ending with ``increment``). The teacher is
     the EMA's model (``mclfir``) or a frozen copy of the parent's student (``lwf``), and None for the
@@ -334,8 +334,8 @@ class IncrementTrainer:
     """The training loop of one increment: steps, EMA updates, distillation, logging and checkpoints.
 
     ``ema`` is updated after every optimizer step when given. With ``distill``, the student is
-    pulled towards ``teacher``, which defaults to the EMA's model; ``strategy`` says which of the
-    backbone features and the earlier heads' embeddings are distilled.
+    pulled towards ``teacher``, which defaults to the EMA's model. ``strategy`` selects which of
+    the backbone features and the earlier heads' embeddings are distilled.
     """
 
     def __init__(
@@ -434,7 +434,7 @@ class IncrementTrainer:
         return losses
 
     def _distillation_losses(self, inputs, features, generator) -> dict[str, "torch.Tensor"]:
-        """Pull the student's features and its old heads' embeddings towards the teacher's, as the strategy says."""
+        """Pull the student's features and its old heads' embeddings towards the teacher's, as the strategy selects."""
         import torch
 
         from mclfir.losses import embedding_distillation_loss, feature_distillation_loss
@@ -655,7 +655,7 @@ def train_increment(
     ``max_steps`` stops after that many optimizer steps in total (the schedule still spans
     every epoch, so a later ``resume`` continues the same run). A run that stops early writes
     ``last.pt`` only; ``checkpoint.pt`` is written when the last epoch is done. ``auto_resume``
-    continues from ``last.pt`` only when it holds an unfinished run with the same configuration,
+    continues from ``last.pt`` only when it contains an unfinished run with the same configuration,
     and otherwise starts afresh.
     """
     import torch
@@ -709,7 +709,7 @@ def train_increment(
 
 
 def _resumable(last_path: Path, config_record: dict[str, Any], epochs: int) -> bool:
-    """Return whether ``last_path`` holds an unfinished run of exactly this configuration."""
+    """Return whether ``last_path`` contains an unfinished run of exactly this configuration."""
     from mclfir.model.checkpoint import load_checkpoint
 
     if not last_path.is_file():
@@ -771,7 +771,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from models/<increment>/last.pt")
     parser.add_argument(
         "--auto-resume", action="store_true",
-        help="continue from last.pt when it holds an unfinished run with the same configuration, else start afresh",
+        help="continue from last.pt when it contains an unfinished run with the same configuration, else start afresh",
     )
     parser.add_argument("--strategy", choices=list(STRATEGIES), help="training strategy (default: train.strategy)")
     parser.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps in total; the run can be resumed")

@@ -1,8 +1,8 @@
 """Tests of the training strategies (mclfir, finetune, lwf, joint) on the tiny generated dataset.
 
-They check what sets the strategies apart and nothing more: finetune is mclfir without
-distillation and without an EMA, lwf distils the earlier heads from a frozen parent, and joint
-starts every increment from the initial model and trains every attribute seen so far.
+They check what sets the strategies apart and nothing more. Finetune is mclfir without
+distillation and without an EMA. LwF distils the earlier heads from a frozen parent. Joint starts
+every increment from the initial model and trains every attribute seen so far.
 """
 
 import copy
@@ -47,12 +47,12 @@ def _train_chain(data_dir: Path, out: Path, params: dict) -> tuple[dict, dict]:
     return _train(data_dir, out, "inc0", params), _train(data_dir, out, "inc1", params)
 
 
-def test_unknown_strategy_names_the_value_and_the_choices():
+def test_unknown_strategy_lists_choices():
     with pytest.raises(ValueError, match=r"'replay'.*mclfir, finetune, lwf, joint"):
         load_train_config({"train": {"strategy": "replay"}})
 
 
-def test_finetune_is_mclfir_without_ema_and_distillation(data_dir, tmp_path):
+def test_finetune_equals_mclfir_without_distillation(data_dir, tmp_path):
     mclfir_first, mclfir_second = _train_chain(data_dir, tmp_path / "mclfir", _params("mclfir"))
     finetune_first, finetune_second = _train_chain(data_dir, tmp_path / "finetune", _params("finetune"))
     # The distillation weighted 0 leaves the EMA as the only difference. Weight decay is off as
@@ -72,14 +72,15 @@ def test_finetune_is_mclfir_without_ema_and_distillation(data_dir, tmp_path):
     assert not any(name.startswith("distill_") for name in finetune_second["history"]["epoch_losses"][0])
 
 
-def test_lwf_distils_earlier_heads_from_the_frozen_parent(data_dir, tmp_path):
+def test_lwf_distils_frozen_parent_heads(data_dir, tmp_path):
     params = _params("lwf")
     first = _train(data_dir, tmp_path, "inc0", params)
     parent_weights = copy.deepcopy(first["model"])
     second = _train(data_dir, tmp_path, "inc1", params)
 
     losses = second["history"]["epoch_losses"][0]
-    assert "distill_heads" in losses and "distill_features" not in losses
+    assert "distill_heads" in losses
+    assert "distill_features" not in losses
     assert second["ema"] is None
     # The parent's checkpoint, the teacher's source, is left as it was.
     assert _same_weights(load_checkpoint(tmp_path / "models" / "inc0" / "checkpoint.pt")["model"], parent_weights)
@@ -88,7 +89,7 @@ def test_lwf_distils_earlier_heads_from_the_frozen_parent(data_dir, tmp_path):
     assert not _same_weights(second["model"], finetune_second["model"])
 
 
-def test_joint_starts_each_increment_from_scratch_on_all_attributes(data_dir, tmp_path):
+def test_joint_restarts_from_scratch(data_dir, tmp_path):
     params = _params("joint")
     pairs = params["train"]["pairs_per_epoch"]
     # No inc0 checkpoint exists: the second increment must not need one.
@@ -98,19 +99,20 @@ def test_joint_starts_each_increment_from_scratch_on_all_attributes(data_dir, tm
     assert second["cost"]["images_seen"] == 2 * pairs * 2
     assert second["ema"] is None
     record = json.loads((tmp_path / "alone" / "metrics" / "inc1.json").read_text())
-    assert record["parent"] == "init" and record["trained_attributes"] == ["colour", "side"]
+    assert record["parent"] == "init"
+    assert record["trained_attributes"] == ["colour", "side"]
 
     # With a trained inc0 beside it, the result is the same: nothing is carried over.
     _train(data_dir, tmp_path / "chained", "inc0", params)
     chained_second = _train(data_dir, tmp_path / "chained", "inc1", params)
     assert _same_weights(chained_second["model"], second["model"])
 
-    # Each other strategy sees the new attribute only.
+    # The sequential strategies train on the new attribute only.
     finetune = _train_chain(data_dir, tmp_path / "finetune", _params("finetune"))[1]
     assert finetune["cost"]["images_seen"] == 2 * pairs
 
 
-def test_auto_resume_continues_an_unfinished_run_of_the_same_configuration(data_dir, tmp_path):
+def test_auto_resume_matching_run_only(data_dir, tmp_path):
     params = _params("finetune", checkpoint_every=1)
     params["train"]["epochs"] = 2
     paths = tiny_paths(data_dir, tmp_path)

@@ -9,7 +9,7 @@ STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", default="FINISHED", choices=STATUSES, help="final status of the parent run")
-    parser.add_argument("--parent-file", default=PARENT_RUN_FILE, help="file that holds the parent run id (default: %(default)s)")
+    parser.add_argument("--parent-file", default=PARENT_RUN_FILE, help="file that contains the parent run id (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:

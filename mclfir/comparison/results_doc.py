@@ -1,0 +1,228 @@
+"""Write ``docs/results.md`` from ``metrics/compare.json``: tables, figures, the verdict on the claim, and how to reproduce.
+
+The published claim of the method is that it reaches accuracy close to joint training at about
+30% of joint's cumulative training cost, with much less forgetting than plain fine-tuning. The
+document states the thresholds it applies to those words and, for each part, whether the measured
+figures meet it.
+"""
+
+import importlib.metadata
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any, Mapping
+
+Comparison = Mapping[str, Mapping[str, Any]]
+
+# Thresholds for the claim's words: "close" accuracy, "about 30%" of the cost, "much less" forgetting.
+CLOSE_MAP_POINTS = 2.0
+CLAIMED_COST_RATIO = 0.30
+COST_RATIO_LIMIT = 0.40
+FORGETTING_SHARE_LIMIT = 0.5
+
+FIGURES = {
+    "cost": ("figures/compare_cost.png", "Mean mAP after each increment against cumulative training wall time"),
+    "forgetting": ("figures/compare_forgetting.png", "mAP of the first increment's attributes after each increment"),
+}
+
+
+def _number(value: Any, digits: int = 2, suffix: str = "") -> str:
+    return "n/a" if value is None else f"{float(value):.{digits}f}{suffix}"
+
+
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100.0 * float(value):.0f}%"
+
+
+def _hours(report: Mapping[str, Any], field: str) -> str:
+    values = [entry.get(field) for entry in report["cost"]]
+    if any(value is None for value in values):
+        return "n/a"
+    return f"{sum(values) / 3600.0:.2f}"
+
+
+def _images(report: Mapping[str, Any]) -> str:
+    values = [entry.get("images_seen") for entry in report["cost"]]
+    return "n/a" if any(value is None for value in values) else f"{sum(values):,}"
+
+
+def claim_section(comparison: Comparison, plan_size: int) -> list[str]:
+    """Return the lines that compare the measured figures with the claim, with a verdict for each part."""
+    lines = ["## The claim against the measurements", ""]
+    missing = [name for name in ("mclfir", "finetune", "joint") if not comparison.get(name, {}).get("complete")]
+    if missing:
+        done = ", ".join(f"{name} ({len(report['increment_names'])} of {plan_size} increments)" for name, report in comparison.items())
+        lines += [
+            f"The comparison is not finished: {', '.join(missing)} lack increments. Evaluated so far: {done}. "
+            "The verdicts below wait for every strategy to finish; `make compare` continues where it stopped.",
+            "",
+        ]
+        return lines
+
+    ours, joint, finetune = comparison["mclfir"], comparison["joint"], comparison["finetune"]
+    gap = joint["final_map"] - ours["final_map"]
+    cost_ratio = ours["cost_ratio_to_joint"]
+    close = gap <= CLOSE_MAP_POINTS
+    cheap = cost_ratio is not None and cost_ratio <= COST_RATIO_LIMIT
+    lines += [
+        f"Thresholds used here: accuracy is close when the final mAP is at most {CLOSE_MAP_POINTS:g} points below "
+        f"joint's; the cost matches \"about {CLAIMED_COST_RATIO:.0%}\" when the wall-time ratio is at most "
+        f"{COST_RATIO_LIMIT:.0%}; forgetting is much less when it is at most {FORGETTING_SHARE_LIMIT:.0%} of fine-tuning's.",
+        "",
+        f"1. **Accuracy close to joint training.** MCL-FIR's final mAP is {ours['final_map']:.2f} against joint's "
+        f"{joint['final_map']:.2f}, a gap of {gap:+.2f} points: "
+        + ("**met**." if close else f"**not met**: the gap is larger than {CLOSE_MAP_POINTS:g} points."),
+        f"2. **At about {CLAIMED_COST_RATIO:.0%} of joint's cumulative training cost.** MCL-FIR's training wall time is "
+        f"{_percent(cost_ratio)} of joint's (CPU time {_percent(ours['cpu_ratio_to_joint'])}, images seen "
+        f"{_percent(ours['images_ratio_to_joint'])}): "
+        + ("**met**." if cheap else f"**not met**: the measured ratio is above {COST_RATIO_LIMIT:.0%}."),
+    ]
+    if finetune["forgetting"] and finetune["forgetting"] > 0:
+        share = ours["forgetting"] / finetune["forgetting"]
+        much_less = share <= FORGETTING_SHARE_LIMIT
+        verdict = "**met**." if much_less else f"**not met**: MCL-FIR forgets {share:.0%} as much as fine-tuning."
+    else:
+        verdict = "**not measurable**: fine-tuning did not forget on this plan."
+    lines += [
+        f"3. **Much less forgetting than fine-tuning.** Forgetting is {ours['forgetting']:.2f} points for MCL-FIR and "
+        f"{finetune['forgetting']:.2f} for fine-tuning (backward transfer {ours['bwt']:+.2f} against "
+        f"{finetune['bwt']:+.2f}): {verdict}",
+        "",
+    ]
+    return lines
+
+
+def strategy_table(comparison: Comparison, plan_size: int) -> list[str]:
+    """Return the Markdown table of the strategies' figures and costs."""
+    lines = [
+        "## Strategies",
+        "",
+        "mAP, forgetting and backward transfer (BWT) are in percent points, for the student model on the test split. "
+        "Costs are summed over the increments; the ratios compare with joint training over the increments both have finished.",
+        "",
+        "| strategy | increments | final mAP | forgetting | BWT | train wall (h) | train CPU (h) | images seen | wall / joint | CPU / joint | images / joint |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, report in comparison.items():
+        lines.append(
+            f"| {name} | {len(report['increment_names'])}/{plan_size} | {_number(report['final_map'])} | "
+            f"{_number(report['forgetting'])} | {_number(report['bwt'])} | {_hours(report, 'wall_s')} | "
+            f"{_hours(report, 'cpu_s')} | {_images(report)} | {_number(report['cost_ratio_to_joint'], 3)} | "
+            f"{_number(report['cpu_ratio_to_joint'], 3)} | {_number(report['images_ratio_to_joint'], 3)} |"
+        )
+    return lines + [""]
+
+
+def attribute_table(comparison: Comparison) -> list[str]:
+    """Return the Markdown table of each attribute's mAP after each strategy's last evaluated increment."""
+    names = list(comparison)
+    attributes = []
+    for report in comparison.values():
+        attributes += [attribute for attribute in report["R"][-1] if attribute not in attributes]
+    chance = {}
+    for report in comparison.values():
+        chance.update({attribute: value for attribute, value in report["chance"].items() if value is not None})
+
+    lines = [
+        "## mAP per attribute after the last increment",
+        "",
+        "Chance is the mAP of a random ranking, from the value frequencies among each attribute's candidates.",
+        "",
+        "| attribute | chance | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for attribute in attributes:
+        cells = [_number(comparison[name]["R"][-1].get(attribute)) for name in names]
+        lines.append(f"| {attribute} | {_number(chance.get(attribute))} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def plan_table(plan: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Return the Markdown table of the increment plan."""
+    lines = ["## Increments", "", "| increment | attributes | starts from |", "|---|---|---|"]
+    for name, entry in plan.items():
+        lines.append(f"| {name} | {', '.join(entry['attributes'])} | {entry['parent']} |")
+    return lines + [""]
+
+
+def machine_lines(devices: list[str]) -> list[str]:
+    """Return a description of this machine and of the devices the training stages reported."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = models[0] if models else cpu
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
+    versions = ", ".join(f"{package} {_version(package)}" for package in ("torch", "timm", "dvc", "mlflow"))
+    return [
+        f"- Report written on: {cpu}, {os.cpu_count()} logical cores, {_number(memory_gib, 0)} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}.",
+        f"- Packages: {versions}.",
+        f"- Training device reported by the training stages: {', '.join(devices) or 'n/a'}.",
+    ]
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def render(comparison: Comparison, plan: Mapping[str, Mapping[str, Any]], devices: list[str]) -> str:
+    """Return the whole Markdown document."""
+    lines = [
+        "# Results: MCL-FIR against fine-tuning, LwF and joint training",
+        "",
+        "<!-- Written by `mclfir compare report` from metrics/compare.json; edits are overwritten. -->",
+        "",
+        "All four strategies train the same multi-head model (timm backbone, one head per increment) with the same data, "
+        "splits, doublet InfoNCE loss, epochs and pairs per attribute, and are evaluated with the same retrieval mAP:",
+        "",
+        "- **mclfir**: sequential training with an EMA teacher that distils backbone features and earlier heads.",
+        "- **finetune**: the same sequential training without distillation and without an EMA.",
+        "- **lwf**: Learning without Forgetting; earlier heads distilled from a frozen copy of the parent increment.",
+        "- **joint**: each increment retrained from the initial model on every attribute seen so far (the static reference).",
+        "",
+        *claim_section(comparison, len(plan)),
+        *strategy_table(comparison, len(plan)),
+        *attribute_table(comparison),
+        *plan_table(plan),
+        "## Figures",
+        "",
+        *[f"![{caption}]({path})\n\n{caption}.\n" for path, caption in FIGURES.values()],
+        "## Machine and commands",
+        "",
+        *machine_lines(devices),
+        "",
+        "Reproduce, from the project root, with the dataset named by `MCLFIR_DATA_ROOT`:",
+        "",
+        "```bash",
+        "make compare          # dvc repro compare/dvc.yaml: resumable, one stage per strategy and increment",
+        "make compare-report   # mclfir compare report: metrics/compare.json, this file and its figures",
+        "```",
+        "",
+        "The raw figures are in `metrics/compare.json`; every training and evaluation run is in MLflow with the tag `mclfir.strategy`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def training_devices(train_dirs: list[Path]) -> list[str]:
+    """Return the devices named by the training metrics files in ``train_dirs``."""
+    devices = set()
+    for folder in train_dirs:
+        for path in sorted(Path(folder).glob("*.json")):
+            device = json.loads(path.read_text(encoding="utf-8")).get("device")
+            if device:
+                devices.add(device)
+    return sorted(devices)
+
+
+def write_results(comparison: Comparison, plan: Mapping[str, Mapping[str, Any]], devices: list[str], out: Path) -> Path:
+    """Write the document to ``out`` and return the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(comparison, plan, devices), encoding="utf-8")
+    return out

@@ -1,0 +1,125 @@
+"""Tests of the strategy comparison report: metrics/compare.json, docs/results.md and its figures.
+
+The per-increment evaluation and training files are written here in the formats that
+``mclfir evaluate`` and ``mclfir train`` produce, with mAP values chosen per test.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mclfir.cli import main
+from mclfir.comparison.summary import CompareLayout, build_comparison
+
+PLAN = {
+    "inc0": {"attributes": ["colour", "shape"], "parent": "init"},
+    "inc1": {"attributes": ["side"], "parent": "inc0"},
+}
+PLAN_ATTRIBUTES = {name: entry["attributes"] for name, entry in PLAN.items()}
+PAIRS = 100
+
+
+def _write_strategy(root: Path, strategy: str, maps: list[dict[str, float]], wall_s: list[float]) -> None:
+    """Write evaluation and training files of ``strategy`` for the first ``len(maps)`` increments."""
+    layout = CompareLayout(root / "compare")
+    seen: list[str] = []
+    for index, (name, row) in enumerate(zip(PLAN, maps)):
+        seen += PLAN[name]["attributes"]
+        trained = seen if strategy == "joint" else PLAN[name]["attributes"]
+        attributes = {attribute: {"map": value, "chance": 10.0, "balanced": value, "map_at_k": value} for attribute, value in row.items()}
+        evaluation = {"increment": name, "split": "test", "k": 10, "attributes": list(row), "student": {"attributes": attributes}}
+        train = {"increment": name, "device": "cpu", "cost": {"wall_s": wall_s[index], "cpu_s": 2 * wall_s[index], "images_seen": 2 * PAIRS * len(trained), "steps": 10}}
+        for folder, content in ((layout.increment_metrics(strategy), evaluation), (layout.train_metrics(strategy), train)):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{name}.json").write_text(json.dumps(content))
+
+
+def _rows(first: float, later_first: float, second: float) -> list[dict[str, float]]:
+    return [{"colour": first, "shape": first}, {"colour": later_first, "shape": later_first, "side": second}]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"increments": PLAN}))
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.setenv("MCLFIR_PROJECT_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def _write_all(project: Path, mclfir_later: float = 58.0) -> None:
+    _write_strategy(project, "mclfir", _rows(60.0, mclfir_later, 50.0), [100.0, 60.0])
+    _write_strategy(project, "finetune", _rows(60.0, 40.0, 52.0), [90.0, 50.0])
+    _write_strategy(project, "lwf", _rows(60.0, 50.0, 51.0), [95.0, 55.0])
+    _write_strategy(project, "joint", _rows(61.0, 61.0, 53.0), [100.0, 150.0])
+
+
+def test_compare_json_entries_and_ratios(project):
+    _write_all(project)
+    assert main(["compare", "report"]) == 0
+
+    comparison = json.loads((project / "metrics" / "compare.json").read_text())
+    continual_keys = {"model", "increments", "increment_names", "R", "final_map", "forgetting", "bwt", "chance", "balanced", "map_at_k", "cost"}
+    assert list(comparison) == ["mclfir", "finetune", "lwf", "joint"]
+    for report in comparison.values():
+        assert continual_keys | {"cost_ratio_to_joint", "images_ratio_to_joint", "cpu_ratio_to_joint"} <= set(report)
+
+    ours = comparison["mclfir"]
+    assert ours["cost_ratio_to_joint"] == pytest.approx(160.0 / 250.0)
+    assert ours["cpu_ratio_to_joint"] == pytest.approx(320.0 / 500.0)
+    # Joint trains 2 then 3 attributes, the others 2 then 1: 3 / 5 of the images.
+    assert ours["images_ratio_to_joint"] == pytest.approx(3 / 5)
+    assert comparison["joint"]["cost_ratio_to_joint"] == pytest.approx(1.0)
+    assert ours["final_map"] == pytest.approx((58.0 + 58.0 + 50.0) / 3)
+    assert comparison["finetune"]["forgetting"] == pytest.approx(20.0)
+
+    for figure in ("compare_cost.png", "compare_forgetting.png"):
+        assert (project / "docs" / "figures" / figure).stat().st_size > 0
+
+
+def test_results_document_claim_not_met(project):
+    _write_all(project, mclfir_later=58.0)
+    main(["compare", "report"])
+    text = (project / "docs" / "results.md").read_text()
+
+    # Gap to joint: (61 + 61 + 53) / 3 - (58 + 58 + 50) / 3 = 3 points; wall ratio 64%.
+    assert "a gap of +3.00 points: **not met**" in text
+    assert "64% of joint's" in text
+    assert "**not met**: the measured ratio is above 40%" in text
+    # Forgetting 2 against fine-tuning's 20: 10%.
+    assert "Forgetting is 2.00 points for MCL-FIR and 20.00 for fine-tuning" in text
+    assert "| side | 10.00 | 50.00 | 52.00 | 51.00 | 53.00 |" in text
+    assert "| inc1 | side | inc0 |" in text
+    assert "figures/compare_cost.png" in text
+    assert "make compare" in text
+
+
+def test_results_document_claim_met(project):
+    _write_all(project, mclfir_later=61.0)
+    main(["compare", "report"])
+    text = (project / "docs" / "results.md").read_text()
+    # (61 + 61 + 53) / 3 - (61 + 61 + 50) / 3 = 1 point.
+    assert "a gap of +1.00 points: **met**." in text
+
+
+def test_unfinished_comparison_reported(project):
+    _write_strategy(project, "mclfir", _rows(60.0, 58.0, 50.0), [100.0, 60.0])
+    _write_strategy(project, "joint", _rows(61.0, 61.0, 53.0)[:1], [100.0])
+
+    comparison = build_comparison(PLAN_ATTRIBUTES, CompareLayout(project / "compare"))
+    assert list(comparison) == ["mclfir", "joint"]
+    assert comparison["mclfir"]["complete"]
+    assert not comparison["joint"]["complete"]
+    # Over the one increment both finished.
+    assert comparison["mclfir"]["ratio_increments"] == 1
+    assert comparison["mclfir"]["cost_ratio_to_joint"] == pytest.approx(1.0)
+
+    main(["compare", "report"])
+    text = (project / "docs" / "results.md").read_text()
+    assert "The comparison is not finished: finetune, joint lack increments" in text
+
+
+def test_report_without_results_fails(project, caplog):
+    assert main(["compare", "report"]) == 1
+    assert "make compare" in caplog.text
