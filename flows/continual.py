@@ -1,4 +1,4 @@
-"""The continual flow: validate the data, train each pending increment, evaluate, register, gate.
+"""The continual flow: validate the data, train each pending increment, evaluate, index, register, gate.
 
 DVC drives every step (``dvc repro <stage>``), so increments whose inputs did not change are
 skipped and every output is versioned in ``dvc.lock``. The flow takes the repository's Prefect
@@ -26,6 +26,7 @@ from tasks.repository import repository_slot
 
 FLOW_NAME = "mclfir-continual"
 REPORT_STAGE = "report"
+INDEX_STAGE = "index"
 CACHE_STAGE = "cache"
 SPLIT_STAGE = "split"
 
@@ -81,6 +82,7 @@ def _reproduce_stages(increments: list[str], parent_run_id: str) -> dict:
 
     maps = {name: evaluate_increment(name, parent_run_id) for name in increments}
     reproduce(REPORT_STAGE, parent_run_id)
+    reproduce(INDEX_STAGE, parent_run_id)
     return {"increments": increments, "trained": trained, "skipped_training": skipped, "maps": maps}
 
 

@@ -28,6 +28,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("init",), "mclfir.init_model", "write the initial model that the first increment starts from"),
     (("train",), "mclfir.train", "train one increment: a new attribute head on the parent's backbone"),
     (("evaluate",), "mclfir.evaluate", "evaluate an increment's checkpoint (retrieval mAP), or aggregate the continual report"),
+    (("index", "build"), "mclfir.search.build_cli", "embed the whole catalogue under every attribute the model serves, one index per attribute"),
+    (("search",), "mclfir.search.cli", "find the catalogue items most similar to an image under one attribute"),
     (("registry", "register"), "mclfir.registry_cli.register", "register a checkpoint as an MLflow model version and run the promotion gate"),
     (("registry", "review"), "mclfir.registry_cli.review", "compare a registered version with the champion, per attribute"),
     (("registry", "promote"), "mclfir.registry_cli.promote", "make a version the champion against the gate, recording why"),

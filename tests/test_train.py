@@ -6,14 +6,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
 
 from mclfir.config import load_model_config, load_train_config
-from mclfir.data.catalog import Catalog, write_catalog
-from mclfir.data.image_cache import ImageCache, build_image_cache
+from mclfir.data.image_cache import ImageCache
 from mclfir.model.checkpoint import load_checkpoint
 from mclfir.train import (
     IncrementTrainer,

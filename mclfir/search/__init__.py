@@ -1,0 +1,1 @@
+"""Retrieval for users: per-attribute indexes of the catalogue, the search command and its result grid."""
