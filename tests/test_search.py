@@ -64,10 +64,10 @@ def test_index_manifest_and_files(indexed):
     manifest = read_manifest(indexed / "index")
     assert manifest["attributes"] == ["colour", "side"]
     assert manifest["images"] == 24
-    assert manifest["dtype"] == "float16"
+    assert manifest["dtype"] == "float32"
     assert manifest["model"]["label"] == "models/inc1/checkpoint.pt"
     with np.load(indexed / "index" / "side.npz") as arrays:
-        assert arrays["embeddings"].dtype == np.float16
+        assert arrays["embeddings"].dtype == np.float32
         assert arrays["embeddings"].shape == (24, 16)
         assert sorted(arrays["value_names"]) == ["left", "right"]
 

@@ -1,12 +1,11 @@
 """Per-attribute retrieval indexes of the catalogue, tied to the model that built them.
 
-An index folder contains one ``<attribute>.npz`` per attribute, with the L2-normalised embeddings
-of every catalogue image under that attribute (float16 ``[N, D]``), the image ids and each
-image's value of the attribute (as codes into the distinct values), and a ``manifest.json`` that
-names the model: the sha256 of its
-checkpoint, its registry version when known, and the attributes indexed. Loading an index checks
-the model's sha256 against the manifest, so an index is never searched with another model's
-query embeddings.
+An index folder contains one ``<attribute>.npz`` per attribute. Each file has the L2-normalised
+embeddings of every catalogue image under that attribute (float32 ``[N, D]``), the image ids, and
+each image's value of the attribute as codes into the distinct values. A ``manifest.json`` names
+the model: the sha256 of its checkpoint, its registry version when known, and the attributes
+indexed. Loading an index checks the model's sha256 against the manifest, so an index is never
+searched with another model's query embeddings.
 
 Search is an exact inner product over the whole index (torch matmul). On 2 CPU cores a query
 against the full catalogue of about 44,000 images takes well under the time of embedding the
@@ -25,7 +24,9 @@ import numpy as np
 _logger = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
-STORED_DTYPE = np.float16
+# float32: float16 rounds scores by about 1e-4. On masterCategory, whose items of one value embed
+# almost alike, 31 of 200 queries then ranked other photos above their own (bench/bench_search.py).
+STORED_DTYPE = np.float32
 MISSING_VALUE = "-"
 
 
@@ -71,7 +72,7 @@ class AttributeIndex:
         return best.indices.numpy(), best.values.numpy()
 
     def save(self, path: Path) -> Path:
-        """Write the index to ``path`` (``.npz``): float16 embeddings, ids, and values as codes into their distinct names."""
+        """Write the index to ``path`` (``.npz``): the embeddings, the ids, and the values as codes into their distinct names."""
         path.parent.mkdir(parents=True, exist_ok=True)
         value_names, value_codes = np.unique(self.values.astype(str), return_inverse=True)
         np.savez(

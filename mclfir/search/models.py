@@ -1,8 +1,8 @@
 """Find the model that a search or an index uses: a local checkpoint or an MLflow model URI.
 
 Without a model named, the registry's champion (``models:/<registry.model_name>@champion``) is
-used when the tracking store has one; otherwise the checkpoint of the latest increment of the
-plan that has been trained. A registered model is the pyfunc model that ``mclfir registry
+used when the tracking store has one. Otherwise the checkpoint of the plan's latest trained
+increment is used. A registered model is the pyfunc model that ``mclfir registry
 register`` logs, whose ``checkpoint`` artifact is the training checkpoint.
 """
 

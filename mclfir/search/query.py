@@ -1,4 +1,4 @@
-"""Answer one query: the catalogue items most similar to an image under one attribute.
+"""Search the catalogue for one query: the items most similar to an image under one attribute.
 
 The query is an image file or the id of a catalogue item. It is embedded by the search model
 under the attribute and compared with the attribute's index, which must have been built by the
@@ -79,8 +79,8 @@ def read_query(image: str, index: AttributeIndex, cache_dir: Path | None) -> tup
     known = np.flatnonzero(index.image_ids == image)
     if known.size == 0:
         raise FileNotFoundError(
-            f"Query image not found: {path} is no file, and {image!r} is no catalogue item id. "
-            "Pass an image file or the id of a catalogue item."
+            f"Query image not found: {path}. It is neither a file nor the id of a catalogue item; "
+            "pass an image file or a catalogue item id."
         )
     if cache_dir is None or not Path(cache_dir).is_dir():
         raise FileNotFoundError(f"Image cache not found: {cache_dir}; build it with `dvc repro cache` to query by item id.")
