@@ -2,20 +2,26 @@
 
 They check what sets the strategies apart and nothing more. Finetune is mclfir without
 distillation and without an EMA. LwF distils the earlier heads from a frozen parent. Joint starts
-every increment from the initial model and trains every attribute seen so far.
+every increment from the initial model and trains every attribute seen so far. The last test
+checks the MLflow run of `mclfir train --strategy`, as the comparison pipeline calls it.
 """
 
 import copy
 import json
 from pathlib import Path
 
+import mlflow
 import pytest
 import torch
+import yaml
+from mlflow.tracking import MlflowClient
 
+from mclfir.cli import main
 from mclfir.config import load_train_config
 from mclfir.model.checkpoint import load_checkpoint
 from mclfir.strategies import STRATEGIES
 from mclfir.train import train_increment
+from registry_store import empty_store, project  # noqa: F401 (fixtures)
 from tiny_training import build_tiny_data, tiny_params, tiny_paths
 
 CPU = torch.device("cpu")
@@ -136,3 +142,25 @@ def test_every_strategy_trains_both_increments(data_dir, tmp_path):
         second = _train_chain(data_dir, tmp_path / name, _params(name))[1]
         assert second["config"]["train"]["strategy"] == name
         assert second["structure"]["increments"] == {"inc0": ["colour"], "inc1": ["side"]}
+
+
+def test_train_run_tagged_with_strategy(data_dir, project):
+    (project / "params.yaml").write_text(yaml.safe_dump(_params("mclfir")))
+    (project / "pyproject.toml").write_text("")
+    parent_file = "compare/.mlflow_parent_run"
+    assert main(["tracking", "start", "--name", "compare", "--parent-file", parent_file]) == 0
+
+    code = main([
+        "train", "--strategy", "lwf", "--increment", "inc0", "--auto-resume",
+        "--cache", str(data_dir / "cache"), "--splits", str(data_dir / "splits"),
+        "--models", "compare/models/lwf", "--metrics", "compare/metrics/lwf/train", "--parent-run-file", parent_file,
+    ])
+    assert code == 0
+
+    parent_id = (project / parent_file).read_text().strip()
+    runs = MlflowClient().search_runs([mlflow.get_experiment_by_name("mclfir").experiment_id], "tags.`mclfir.kind` = 'train'")
+    assert len(runs) == 1
+    assert runs[0].data.tags["mclfir.strategy"] == "lwf"
+    assert runs[0].data.tags["mlflow.parentRunId"] == parent_id
+    assert runs[0].data.params["train.strategy"] == "lwf"
+    assert (project / "compare" / "models" / "lwf" / "inc0" / "checkpoint.pt").is_file()

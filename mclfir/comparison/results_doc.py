@@ -99,7 +99,8 @@ def strategy_table(comparison: Comparison, plan_size: int) -> list[str]:
         "## Strategies",
         "",
         "mAP, forgetting and backward transfer (BWT) are in percent points, for the student model on the test split. "
-        "Costs are summed over the increments; the ratios compare with joint training over the increments both have finished.",
+        "Costs are summed over the increments; the ratios compare with joint training over the increments both have finished. "
+        "Other jobs running on the machine at the same time lengthen wall times; CPU times are less sensitive to them.",
         "",
         "| strategy | increments | final mAP | forgetting | BWT | train wall (h) | train CPU (h) | images seen | wall / joint | CPU / joint | images / joint |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
