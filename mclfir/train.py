@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
+from mclfir.cli_types import positive_int
 from mclfir.config import ModelConfig, TrainConfig, load_model_config, load_params, load_train_config, to_dict
 from mclfir.paths import resolve
 from mclfir.strategies import DEFAULT_STRATEGY, STRATEGIES, TEACHER_EMA, TEACHER_PARENT, Strategy, get_strategy
@@ -587,6 +588,12 @@ class IncrementTrainer:
                 f"Checkpoint {path} belongs to increment {payload.get('increment')!r}, not {self.increment!r}; "
                 "run without --resume to start this increment afresh."
             )
+        differences = config_differences(payload.get("config"), self.config_record)
+        if differences:
+            raise ValueError(
+                f"Cannot resume from {path}: it was written with other settings or inputs ({', '.join(differences[:6])}"
+                f"{', ...' if len(differences) > 6 else ''}). Resume with the same settings, or run without --resume to start afresh."
+            )
         self.model.load_state_dict(payload["model"])
         if self.ema is not None:
             self.ema.load_state_dict(payload["ema"])
@@ -680,6 +687,7 @@ def train_increment(
         "model": to_dict(model_cfg),
         "train": to_dict(cfg),
         "increment": {"name": increment, "attributes": attributes, "parent": start},
+        "inputs": run_inputs(paths, start, lineage),
     }
     trainer = IncrementTrainer(
         increment, models.student, models.ema, sampler, cache, model_cfg, cfg, paths,
@@ -706,6 +714,36 @@ def train_increment(
     trainer.save(checkpoint_path)
     metrics_path = write_train_metrics(trainer, start, completed)
     return TrainResult(increment, checkpoint_path, metrics_path, completed, trainer.progress.cost(), trainer.progress.epoch_losses)
+
+
+def run_inputs(paths: TrainPaths, start: str, lineage: dict[str, list[str]]) -> dict[str, Any]:
+    """Return what a run reads besides its parameters: the starting checkpoint's and split files' sha256, and the lineage.
+
+    A run resumes only with the same inputs, so a parent that was retrained, or new splits, start it afresh.
+    """
+    from mclfir.data.catalog import hash_file
+
+    start_path = paths.parent_checkpoint(start)
+    split_files = [resolve(paths.splits_dir) / name / f"{attribute}.parquet" for name, names in lineage.items() for attribute in names]
+    return {
+        "start_sha256": hash_file(start_path) if start_path.is_file() else None,
+        "splits_sha256": {path.relative_to(resolve(paths.splits_dir)).as_posix(): hash_file(path) for path in split_files},
+        "lineage": lineage,
+    }
+
+
+def config_differences(saved: dict[str, Any] | None, current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Return the dotted keys whose values differ between a saved run's configuration and the current one."""
+    if not isinstance(saved, dict) or not isinstance(current, dict):
+        return [prefix or "config"] if saved != current else []
+    differences = []
+    for key in sorted(set(saved) | set(current), key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key not in saved or key not in current:
+            differences.append(name)
+        else:
+            differences += config_differences(saved[key], current[key], name)
+    return differences
 
 
 def _resumable(last_path: Path, config_record: dict[str, Any], epochs: int) -> bool:
@@ -754,16 +792,6 @@ def with_strategy(params: dict[str, Any], strategy: str | None) -> dict[str, Any
     return {**params, "train": {**params.get("train", {}), "strategy": strategy}}
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {text!r}: use a positive number of steps")
-    return value
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``mclfir train``."""
     defaults = TrainPaths()
@@ -774,7 +802,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="continue from last.pt when it contains an unfinished run with the same configuration, else start afresh",
     )
     parser.add_argument("--strategy", choices=list(STRATEGIES), help="training strategy (default: train.strategy)")
-    parser.add_argument("--max-steps", type=_positive_int, default=None, help="stop after this many optimizer steps in total; the run can be resumed")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many optimizer steps in total; the run can be resumed")
     parser.add_argument("--cache", default=defaults.cache_dir, help=f"image cache folder (default {defaults.cache_dir})")
     parser.add_argument("--splits", default=defaults.splits_dir, help=f"split files folder (default {defaults.splits_dir})")
     parser.add_argument("--models", default=defaults.models_dir, help=f"checkpoint folder (default {defaults.models_dir})")
@@ -789,7 +817,8 @@ def run(args: argparse.Namespace) -> int:
     paths = TrainPaths(cache_dir=args.cache, splits_dir=args.splits, models_dir=args.models, metrics_dir=args.metrics)
     params = with_strategy(load_params(), args.strategy)
     attributes, parent = load_increment_plan(params, args.increment)
-    with train_run(args.increment, attributes, parent, params, args.splits, parent_file=args.parent_run_file):
+    start = INIT_PARENT if get_strategy(load_train_config(params).strategy).from_scratch else parent
+    with train_run(args.increment, attributes, start, params, args.splits, parent_file=args.parent_run_file):
         result = train_increment(
             args.increment, params=params, paths=paths, resume=args.resume, max_steps=args.max_steps, auto_resume=args.auto_resume,
         )

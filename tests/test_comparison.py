@@ -123,3 +123,11 @@ def test_unfinished_comparison_reported(project):
 def test_report_without_results_fails(project, caplog):
     assert main(["compare", "report"]) == 1
     assert "make compare" in caplog.text
+
+
+def test_missing_cost_is_not_measurable(project):
+    _write_all(project)
+    (project / "compare" / "metrics" / "mclfir" / "train" / "inc1.json").unlink()
+    main(["compare", "report"])
+    text = (project / "docs" / "results.md").read_text()
+    assert "**not measurable**: a training cost is missing" in text

@@ -169,3 +169,21 @@ def test_default_model_is_champion(indexed):
     assert json.loads((indexed / "index" / "manifest.json").read_text())["model"]["checkpoint_sha256"] == registry.file_sha256(
         indexed / "models" / "inc1" / "checkpoint.pt"
     )
+
+
+def test_top_k_zero_rejected(indexed, capsys):
+    with pytest.raises(SystemExit):
+        main(["search", "--image", "red-left-0", "--attribute", "colour", "--top-k", "0"])
+    assert "invalid value '0'" in capsys.readouterr().err
+
+
+def test_grid_without_picture_suffix_rejected(indexed, caplog):
+    code = main(["search", "--image", "red-left-0", "--attribute", "colour", "--model", "models/inc1/checkpoint.pt", "--grid", "out"])
+    assert code == 1
+    assert "Invalid --grid out" in caplog.text
+
+
+def test_corrupt_index_file_names_it(indexed):
+    (indexed / "index" / "colour.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"colour\.npz.*mclfir index build"):
+        _search(indexed, "red-left-0", "colour")

@@ -17,10 +17,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mclfir.cli import main
-from mclfir.config import load_train_config
+from mclfir.config import load_model_config, load_train_config
+from mclfir.data.image_cache import ImageCache
 from mclfir.model.checkpoint import load_checkpoint
 from mclfir.strategies import STRATEGIES
-from mclfir.train import train_increment
+from mclfir.train import IncrementTrainer, build_models, build_sampler, train_increment
 from registry_store import empty_store, project  # noqa: F401 (fixtures)
 from tiny_training import build_tiny_data, tiny_params, tiny_paths
 
@@ -95,6 +96,32 @@ def test_lwf_distils_frozen_parent_heads(data_dir, tmp_path):
     assert not _same_weights(second["model"], finetune_second["model"])
 
 
+def test_lwf_teacher_is_frozen_parent(data_dir, tmp_path):
+    params = _params("lwf")
+    paths = tiny_paths(data_dir, tmp_path)
+    parent = _train(data_dir, tmp_path, "inc0", params)
+    model_cfg, cfg = load_model_config(params), load_train_config(params)
+    models = build_models(model_cfg, "inc1", ["side"], "inc0", paths, cfg.ema_decay, STRATEGIES["lwf"])
+
+    teacher = models.teacher
+    assert models.ema is None
+    assert teacher is not models.student
+    assert list(teacher.increments) == ["inc0"]
+    assert not teacher.training
+    assert not any(parameter.requires_grad for parameter in teacher.parameters())
+    assert _same_weights(teacher.state_dict(), parent["model"])
+
+    cache = ImageCache(paths.cache_dir)
+    trainer = IncrementTrainer(
+        "inc1", models.student, None, build_sampler("inc1", ["side"], cache, paths, cfg), cache, model_cfg, cfg, paths,
+        distill=True, config_record={}, device=CPU, teacher=teacher, strategy=STRATEGIES["lwf"],
+    )
+    trainer.fit()
+    assert _same_weights(teacher.state_dict(), parent["model"])
+    student = models.student.state_dict()
+    assert not all(torch.equal(student[key], parent["model"][key]) for key in parent["model"])
+
+
 def test_joint_restarts_from_scratch(data_dir, tmp_path):
     params = _params("joint")
     pairs = params["train"]["pairs_per_epoch"]
@@ -135,6 +162,34 @@ def test_auto_resume_matching_run_only(data_dir, tmp_path):
     other["train"]["lr"] = 0.01
     fresh = train_increment("inc0", other, paths, max_steps=1, auto_resume=True, device=CPU)
     assert fresh.cost["steps"] == 1
+
+
+def test_auto_resume_restarts_after_parent_change(data_dir, tmp_path):
+    params = _params("finetune", checkpoint_every=1)
+    paths = tiny_paths(data_dir, tmp_path)
+    train_increment("inc0", params, paths, device=CPU)
+    train_increment("inc1", params, paths, max_steps=1, device=CPU)
+
+    # The parent is retrained with another seed, as when DVC reruns an upstream stage.
+    retrained = copy.deepcopy(params)
+    retrained["train"]["seed"] = 11
+    train_increment("inc0", retrained, paths, device=CPU)
+
+    resumed = train_increment("inc1", params, paths, max_steps=2, auto_resume=True, device=CPU)
+
+    # The same two steps from the retrained parent, with no last.pt around.
+    reference_paths = tiny_paths(data_dir, tmp_path / "reference")
+    train_increment("inc0", retrained, reference_paths, device=CPU)
+    reference = train_increment("inc1", params, reference_paths, max_steps=2, device=CPU)
+    assert _same_weights(load_checkpoint(resumed.checkpoint)["model"], load_checkpoint(reference.checkpoint)["model"])
+
+
+def test_resume_rejects_other_strategy(data_dir, tmp_path):
+    paths = tiny_paths(data_dir, tmp_path)
+    train_increment("inc0", _params("finetune", checkpoint_every=1), paths, max_steps=1, device=CPU)
+
+    with pytest.raises(ValueError, match=r"Cannot resume .*train\.strategy"):
+        train_increment("inc0", _params("mclfir", checkpoint_every=1), paths, resume=True, device=CPU)
 
 
 def test_every_strategy_trains_both_increments(data_dir, tmp_path):

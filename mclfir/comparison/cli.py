@@ -4,7 +4,7 @@ import argparse
 import json
 import logging
 
-from mclfir.config import load_params
+from mclfir.config import load_eval_config, load_params
 from mclfir.paths import resolve
 
 _logger = logging.getLogger(__name__)
@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from mclfir.comparison.summary import CompareLayout, build_comparison
     from mclfir.data.increments import load_plan
 
-    plan = load_plan(load_params())
+    params = load_params()
+    plan = load_plan(params)
     plan_attributes = {name: list(plan.get(name).attributes) for name in plan.order}
     layout = CompareLayout(resolve(args.compare_dir))
     comparison = build_comparison(plan_attributes, layout)
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     plot_map_against_cost(comparison, figures / "compare_cost.png")
     plot_forgetting_curve(comparison, figures / "compare_forgetting.png")
     devices = training_devices([layout.train_metrics(name) for name in comparison])
-    doc = write_results(comparison, plan.to_dict(), devices, resolve(args.doc))
+    doc = write_results(comparison, plan.to_dict(), devices, resolve(args.doc), load_eval_config(params).split)
 
     for name, report in comparison.items():
         print(

@@ -4,6 +4,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from mclfir.cli_types import positive_int
 from mclfir.config import load_eval_config, load_params
 from mclfir.paths import resolve
 
@@ -20,7 +21,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", default=DEFAULT_CATALOG, help="validated catalog whose images are indexed (default: %(default)s)")
     parser.add_argument("--cache", default=DEFAULT_CACHE, help="image cache of that catalog (default: %(default)s)")
     parser.add_argument("--out", default=DEFAULT_INDEX, help="index folder to write (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: eval.batch_size)")
+    parser.add_argument("--batch-size", type=positive_int, help="images per forward pass (default: eval.batch_size)")
 
 
 def run(args: argparse.Namespace) -> int:

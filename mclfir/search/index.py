@@ -15,6 +15,7 @@ query image (``bench/bench_search.py`` measures both, and the search step at lar
 import json
 import logging
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -92,11 +93,11 @@ def attribute_file(folder: Path, attribute: str) -> Path:
 
 def display_values(cells: Sequence[Any]) -> np.ndarray:
     """Return one display string per catalogue cell: its values joined with ``|``, or ``-`` when it has none."""
-    shown = []
+    displayed = []
     for cell in cells:
         values = [str(value) for value in (cell if isinstance(cell, (list, tuple, np.ndarray)) else [cell]) if value is not None]
-        shown.append("|".join(values) if values else MISSING_VALUE)
-    return np.asarray(shown, dtype=str)
+        displayed.append("|".join(values) if values else MISSING_VALUE)
+    return np.asarray(displayed, dtype=str)
 
 
 def build_indexes(
@@ -160,16 +161,24 @@ def load_index(folder: Path, attribute: str, identity: ModelIdentity) -> Attribu
     if built_by["checkpoint_sha256"] != identity.checkpoint_sha256:
         raise IndexMismatchError(
             f"The index in {folder} was built by {built_by['label']} (checkpoint sha256 {built_by['checkpoint_sha256'][:12]}), "
-            f"not by the query model {identity.label} (sha256 {identity.checkpoint_sha256[:12]}). Rebuild it for this model with "
-            f"`mclfir index build --model {identity.label} --out {folder}`, or search with the model that built it."
+            f"not by the query model {identity.label} (sha256 {identity.checkpoint_sha256[:12]}). Search with --model "
+            f"{built_by['label']}, or build an index for this model in a folder of its own with "
+            f"`mclfir index build --model {identity.label} --out index-other` and pass --index index-other."
         )
     if attribute not in manifest["attributes"]:
-        raise KeyError(f"The index in {folder} has no attribute {attribute!r}; it indexes: {', '.join(manifest['attributes'])}.")
-
-    with np.load(attribute_file(folder, attribute)) as arrays:
-        return AttributeIndex(
-            attribute,
-            arrays["embeddings"].astype(np.float32),
-            arrays["image_ids"],
-            arrays["value_names"][arrays["value_codes"]],
+        raise KeyError(
+            f"The index in {folder} has no attribute {attribute!r}; it indexes: {', '.join(manifest['attributes'])}. "
+            "Rebuild it with `mclfir index build` and a model that serves the attribute."
         )
+
+    path = attribute_file(folder, attribute)
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return AttributeIndex(
+                attribute,
+                arrays["embeddings"].astype(np.float32),
+                arrays["image_ids"],
+                arrays["value_names"][arrays["value_codes"]],
+            )
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(f"Cannot read the index file {path} ({error}); rebuild the index with `mclfir index build`.") from None

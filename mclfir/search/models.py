@@ -77,8 +77,8 @@ def latest_checkpoint(params: Mapping[str, Any], models_dir: str = "models") -> 
         if path.is_file():
             return path
     raise FileNotFoundError(
-        f"No trained checkpoint under {resolve(models_dir)} for the increments {', '.join(order)}, and no champion "
-        "in the registry. Train with `dvc repro` or `make run`, or pass --model."
+        f"No trained checkpoint under {resolve(models_dir)} for the increments {', '.join(order)}. "
+        "Train with `dvc repro` or `make run`, or pass --model."
     )
 
 
@@ -121,7 +121,10 @@ def _download_checkpoint(uri: str) -> tuple[Path, str | None]:
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except MlflowException as error:
-        raise FileNotFoundError(f"Cannot load model {uri} from {tracking.tracking_uri()}: {error.message}") from None
+        raise FileNotFoundError(
+            f"Cannot load model {uri} from {tracking.tracking_uri()}: {error.message} "
+            "List the registered versions with `mclfir registry review`, or pass a checkpoint file."
+        ) from None
 
     found = sorted(local.rglob(CHECKPOINT_ARTIFACT))
     if not found:

@@ -49,8 +49,9 @@ def check_attribute(search_model: SearchModel, attribute: str, params: Mapping[s
     versions = versions_serving(attribute, params)
     if versions:
         raise ValueError(
-            f"Model {label} does not serve attribute {attribute!r}, but registry version {versions[0]} does: "
-            f"pass --model models:/{_model_name(params)}/{versions[0]}."
+            f"Model {label} does not serve attribute {attribute!r}, but registry version {versions[0]} does: pass "
+            f"--model models:/{_model_name(params)}/{versions[0]}, with an index that version built "
+            f"(`mclfir index build --model models:/{_model_name(params)}/{versions[0]} --out index-v{versions[0]}`, then --index index-v{versions[0]})."
         )
     raise ValueError(f"Unknown attribute {attribute!r}: model {label} serves {', '.join(search_model.attributes)}.")
 
@@ -71,10 +72,7 @@ def read_query(image: str, index: AttributeIndex, cache_dir: Path | None) -> tup
 
     path = Path(image).expanduser()
     if path.is_file():
-        try:
-            return decode_image(str(path), 0), None
-        except ValueError as error:
-            raise ValueError(f"Cannot read the query image {path}: {error}") from None
+        return decode_image(str(path), 0), None
 
     known = np.flatnonzero(index.image_ids == image)
     if known.size == 0:
