@@ -11,7 +11,7 @@ from pathlib import Path
 DATA_ROOT_ENV = "MCLFIR_DATA_ROOT"
 PROJECT_ROOT_ENV = "MCLFIR_PROJECT_ROOT"
 _ROOT_MARKERS = ("params.yaml", "pyproject.toml")
-# File that holds the id of the MLflow parent run that the pipeline's stage runs nest under.
+# File that contains the id of the MLflow parent run that the pipeline's stage runs nest under.
 PARENT_RUN_FILE = "metrics/.mlflow_parent_run"
 
 

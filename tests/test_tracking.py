@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from mclfir import tracking
 from mclfir.paths import PROJECT_ROOT_ENV
+from registry_store import empty_store  # noqa: F401 (fixture)
 
 DVC_LOCK = """schema: '2.0'
 stages:
@@ -33,14 +34,6 @@ stages:
     - path: models/inc0
       md5: ddd.dir
 """
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory):
-    """An MLflow SQLite store with its tables created and no experiments."""
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
 
 
 @pytest.fixture
