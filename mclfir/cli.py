@@ -33,6 +33,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("registry", "register"), "mclfir.registry_cli.register", "register a checkpoint as an MLflow model version and run the promotion gate"),
     (("registry", "review"), "mclfir.registry_cli.review", "compare a registered version with the champion, per attribute"),
     (("registry", "promote"), "mclfir.registry_cli.promote", "make a version the champion against the gate, recording why"),
+    (("compare", "lineage"), "mclfir.comparison.lineage_cli", "write an increment's lineage and the sha256 of the split files it reads"),
     (("compare", "report"), "mclfir.comparison.cli", "write metrics/compare.json, docs/results.md and its figures from the strategy comparison"),
     (("tracking", "start"), "mclfir.tracking_cli.start", "create the MLflow parent run that the pipeline's steps nest under"),
     (("tracking", "finish"), "mclfir.tracking_cli.finish", "mark the MLflow parent run as ended"),
