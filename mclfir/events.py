@@ -50,6 +50,15 @@ def server_reachable(url: str, timeout: float = HEALTH_TIMEOUT_S) -> bool:
     return response.is_success
 
 
+def _api_path_hint(url: str) -> str:
+    """Return a hint to add ``/api`` when ``url`` does not end with it, else an empty string."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(url).path.rstrip("/").endswith("/api"):
+        return ""
+    return f"A Prefect server serves its API under /api, so PREFECT_API_URL is usually {url.rstrip('/')}/api: check its value. "
+
+
 def emit_attributes_added(attributes: Sequence[str], files: Sequence[str]) -> str:
     """Emit :data:`ATTRIBUTES_ADDED` to the running Prefect server, wait until it is sent, and return a message for the user.
 
@@ -63,7 +72,10 @@ def emit_attributes_added(attributes: Sequence[str], files: Sequence[str]) -> st
             f"{_RUN_BY_HAND} {_SET_URL_HINT}"
         )
     if not server_reachable(url):
-        return f"No Prefect server is running at {url}, so no deployment will react to the new attributes. {_RUN_BY_HAND}"
+        return (
+            f"No Prefect server is running at {url}, so no deployment will react to the new attributes. "
+            f"{_api_path_hint(url)}{_RUN_BY_HAND}"
+        )
 
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker

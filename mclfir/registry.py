@@ -410,6 +410,7 @@ def review(version: str | int | None = None, params: Mapping[str, Any] | None = 
     """
     params = load_params() if params is None else params
     config = RegistryConfig.from_params(params)
+    tracking.require_store()
     tracking.configure()
     client = MlflowClient()
 
@@ -471,6 +472,7 @@ def promote(version: str | int, reason: str, params: Mapping[str, Any] | None = 
         raise ValueError("Missing reason for the promotion; pass --reason with why the gate is overridden.")
     params = load_params() if params is None else params
     config = RegistryConfig.from_params(params)
+    tracking.require_store()
     tracking.configure()
     client = MlflowClient()
     version = str(_review_candidate(client, config.model_name, version).version)

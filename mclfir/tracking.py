@@ -34,6 +34,8 @@ PARENT_RUN_ENV = "MCLFIR_PARENT_RUN_ID"
 # Outputs of dvc.lock whose md5s make up the data hash: the validated catalog and every split folder.
 DATA_HASH_OUTS = ("data/validated/catalog.parquet", "data/splits/")
 
+_SQLITE_PREFIX = "sqlite:///"
+
 TAG_GIT_COMMIT = "mclfir.git_commit"
 TAG_DATA_HASH = "mclfir.data_hash"
 TAG_INCREMENT = "mclfir.increment"
@@ -46,7 +48,24 @@ def tracking_uri() -> str:
     explicit = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     if explicit:
         return explicit
-    return f"sqlite:///{project_root() / 'mlflow.db'}"
+    return f"{_SQLITE_PREFIX}{project_root() / 'mlflow.db'}"
+
+
+def require_store() -> None:
+    """Raise FileNotFoundError when the tracking store is a SQLite file that does not exist.
+
+    Commands that only read or change registered models call this first, so that they do not
+    create an empty store where the user expected their registry.
+    """
+    uri = tracking_uri()
+    if not uri.startswith(_SQLITE_PREFIX):
+        return
+    path = Path(uri[len(_SQLITE_PREFIX):])
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No MLflow store at {path}, so no model is registered. Run the pipeline (`dvc repro`) to train and "
+            "register one, or set MLFLOW_TRACKING_URI to the store that holds your registry."
+        )
 
 
 def artifact_root() -> Path:

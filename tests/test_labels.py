@@ -555,6 +555,18 @@ def test_cli_add_attributes_without_server(tmp_path, project, capsys, prefect_ap
     assert "make serve" in output
 
 
+def test_cli_add_attributes_url_without_api(tmp_path, project, capsys, prefect_api_url):
+    url = f"http://127.0.0.1:{unused_port()}"
+    labels_csv = write_text(tmp_path / "labels.csv", "id,pattern\n1,Striped\n")
+
+    with prefect_api_url(url):
+        status = main(["data", "add-attributes", str(labels_csv), "--no-dvc"])
+
+    output = capsys.readouterr().out
+    assert status == 0, output
+    assert f"PREFECT_API_URL is usually {url}/api" in output
+
+
 def test_cli_add_attributes_reports_dvc_failure(tmp_path, project, capsys, monkeypatch):
     fake_dvc = tmp_path / "bin" / "dvc"
     write_text(fake_dvc, "#!/bin/sh\necho 'ERROR: failed to lock the repository' >&2\nexit 1\n")

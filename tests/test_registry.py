@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from mclfir import registry
+from mclfir.cli import main
 from mclfir.model.checkpoint import load_model
 from mclfir.registry_cli import promote as promote_cli
 from mclfir.registry_cli import review as review_cli
@@ -189,3 +190,13 @@ def test_pyfunc_rejects_unknown_attribute(project):
 def test_registry_config_rejects_unknown_key():
     with pytest.raises(ValueError, match="gate.min_mAP"):
         registry.RegistryConfig.from_params({"gate": {"min_mAP": 30}})
+
+
+@pytest.mark.parametrize("command", [["registry", "review"], ["registry", "promote", "--version", "1", "--reason", "manual check"]])
+def test_registry_commands_need_store(project, caplog, command):
+    (project / "params.yaml").write_text(json.dumps(PARAMS))
+    (project / "mlflow.db").unlink()
+
+    assert main(command) == 1
+    assert "No MLflow store at" in caplog.text
+    assert not (project / "mlflow.db").exists()
