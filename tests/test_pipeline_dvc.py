@@ -5,7 +5,7 @@ import shutil
 import pytest
 import yaml
 
-from generated_projects import init_repository, make_dataset, make_project, project_env
+from generated_projects import PROJECT, init_repository, make_dataset, make_project, project_env
 from generated_projects import run as _run
 
 pytestmark = pytest.mark.integration
@@ -61,6 +61,29 @@ def test_plan_change_reruns_only_its_increment(dvc_project):
     assert "Running stage 'split@inc0'" not in rerun.stdout
     assert (project / "data/splits/inc0/gender.parquet").read_bytes() == before
     assert sorted(path.name for path in (project / "data/splits/inc3").glob("*.parquet")) == ["season.parquet"]
+
+
+def test_compare_lineage_changes_only_its_increment(dvc_project):
+    project, env = dvc_project
+    (project / "compare").mkdir()
+    shutil.copy(PROJECT / "compare" / "dvc.yaml", project / "compare" / "dvc.yaml")
+    increments = ("inc0", "inc1", "inc2", "inc3")
+
+    _run(["dvc", "repro", "compare/dvc.yaml:lineage"], project, env)
+    before = {name: (project / "compare" / "lineage" / f"{name}.json").read_bytes() for name in increments}
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["increments"]["inc3"]["attributes"] = ["season"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["dvc", "repro", "compare/dvc.yaml:lineage"], project, env)
+    after = {name: (project / "compare" / "lineage" / f"{name}.json").read_bytes() for name in increments}
+
+    # Joint training and the evaluations of inc0 to inc2 depend on these files, so they stay cached.
+    for name in ("inc0", "inc1", "inc2"):
+        assert after[name] == before[name], name
+    assert after["inc3"] != before["inc3"]
+    status = _run(["dvc", "status", "compare/dvc.yaml:lineage"], project, env)
+    assert "up to date" in status.stdout
 
 
 def test_push_and_pull_through_local_remote(dvc_project, tmp_path):

@@ -14,6 +14,10 @@ DEFAULT_DOC = "docs/results.md"
 DEFAULT_FIGURES = "docs/figures"
 
 
+def _number(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``mclfir compare report``."""
     parser.add_argument("--compare-dir", default="compare", help="folder of the comparison pipeline (default: %(default)s)")
@@ -31,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     params = load_params()
     plan = load_plan(params)
-    plan_attributes = {name: list(plan.get(name).attributes) for name in plan.order}
+    # A plan may branch: the report follows the last increment's lineage, as `mclfir evaluate` does.
+    plan_attributes = plan.lineage_attributes(plan.order[-1])
     layout = CompareLayout(resolve(args.compare_dir))
     comparison = build_comparison(plan_attributes, layout)
 
@@ -43,12 +48,13 @@ def run(args: argparse.Namespace) -> int:
     plot_map_against_cost(comparison, figures / "compare_cost.png")
     plot_forgetting_curve(comparison, figures / "compare_forgetting.png")
     devices = training_devices([layout.train_metrics(name) for name in comparison])
-    doc = write_results(comparison, plan.to_dict(), devices, resolve(args.doc), load_eval_config(params).split)
+    lineage_plan = {name: entry for name, entry in plan.to_dict().items() if name in plan_attributes}
+    doc = write_results(comparison, lineage_plan, devices, resolve(args.doc), load_eval_config(params).split)
 
     for name, report in comparison.items():
         print(
-            f"{name}: {len(report['increment_names'])}/{len(plan.order)} increments, final mAP {report['final_map']:.2f}, "
-            f"forgetting {report['forgetting']:.2f}, wall / joint {report['cost_ratio_to_joint']}"
+            f"{name}: {len(report['increment_names'])}/{len(plan_attributes)} increments, final mAP {_number(report['final_map'])}, "
+            f"forgetting {_number(report['forgetting'])}, wall / joint {_number(report['cost_ratio_to_joint'], 3)}"
         )
     print(f"Wrote {out}, {doc} and the figures in {figures}")
     return 0
