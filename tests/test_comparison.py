@@ -5,6 +5,7 @@ The per-increment evaluation and training files are written here in the formats 
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,12 @@ def test_report_follows_branching_plan(project):
     comparison = json.loads((project / "metrics" / "compare.json").read_text())
     assert comparison["mclfir"]["increment_names"] == ["inc0", "inc2"]
     assert comparison["mclfir"]["complete"]
+
+
+def test_verdicts_without_lwf(project):
+    _write_all(project)
+    shutil.rmtree(project / "compare" / "metrics" / "lwf")
+    main(["compare", "report"])
+    text = (project / "docs" / "results.md").read_text()
+    assert "Not finished yet: lwf (0 of 2 increments)." in text
+    assert "a gap of +3.00 points" in text

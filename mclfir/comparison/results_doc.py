@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mclfir.comparison.figures import mean_map_per_increment
+from mclfir.strategies import STRATEGIES
 
 Comparison = Mapping[str, Mapping[str, Any]]
 
@@ -97,6 +98,18 @@ def claim_section(comparison: Comparison, plan_size: int) -> list[str]:
             "",
         ]
         return lines
+
+    unfinished = [
+        f"{name} ({len(comparison[name]['increment_names']) if name in comparison else 0} of {plan_size} increments)"
+        for name in STRATEGIES
+        if not comparison.get(name, {}).get("complete")
+    ]
+    if unfinished:
+        lines += [
+            f"Not finished yet: {', '.join(unfinished)}. The verdicts below need only mclfir, finetune and joint; "
+            "`make compare` continues the rest where it stopped.",
+            "",
+        ]
 
     ours, joint, finetune = comparison["mclfir"], comparison["joint"], comparison["finetune"]
     if ours["final_map"] is None or joint["final_map"] is None:
