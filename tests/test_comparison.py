@@ -42,6 +42,12 @@ def _rows(first: float, later_first: float, second: float) -> list[dict[str, flo
     return [{"colour": first, "shape": first}, {"colour": later_first, "shape": later_first, "side": second}]
 
 
+def _report_text(project: Path) -> str:
+    """Run `mclfir compare report` and return the results document it writes."""
+    main(["compare", "report"])
+    return (project / "docs" / "results.md").read_text()
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"increments": PLAN}))
@@ -82,8 +88,7 @@ def test_compare_json_entries_and_ratios(project):
 
 def test_results_document_claim_not_met(project):
     _write_all(project, mclfir_later=58.0)
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
 
     # Gap to joint: (61 + 61 + 53) / 3 - (58 + 58 + 50) / 3 = 3 points; wall ratio 64%.
     assert "a gap of +3.00 points: **not met**" in text
@@ -100,8 +105,7 @@ def test_results_document_claim_not_met(project):
 
 def test_results_document_progress_and_cost_tables(project):
     _write_all(project, mclfir_later=58.0)
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
 
     # Mean over the attributes seen: 60 after inc0, (58 + 58 + 50) / 3 after inc1.
     assert "| mclfir | 60.00 | 55.33 |" in text
@@ -113,15 +117,13 @@ def test_results_document_progress_and_cost_tables(project):
 def test_results_document_same_first_increment(project):
     _write_all(project)
     _write_strategy(project, "joint", _rows(60.0, 61.0, 53.0), [100.0, 150.0])
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
     assert "After the first increment every strategy has the same mAP on every attribute." in text
 
 
 def test_results_document_claim_met(project):
     _write_all(project, mclfir_later=61.0)
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
     # (61 + 61 + 53) / 3 - (61 + 61 + 50) / 3 = 1 point.
     assert "a gap of +1.00 points: **met**." in text
 
@@ -138,8 +140,7 @@ def test_unfinished_comparison_reported(project):
     assert comparison["mclfir"]["ratio_increments"] == 1
     assert comparison["mclfir"]["cost_ratio_to_joint"] == pytest.approx(1.0)
 
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
     assert "The comparison is not finished: finetune, joint lack increments" in text
 
 
@@ -151,8 +152,7 @@ def test_report_without_results_fails(project, caplog):
 def test_missing_cost_is_not_measurable(project):
     _write_all(project)
     (project / "compare" / "metrics" / "mclfir" / "train" / "inc1.json").unlink()
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
     assert "**not measurable**: a training cost is missing" in text
 
 
@@ -170,8 +170,7 @@ def test_cost_verdict_needs_both_ratios(project):
     # Wall time 90 s against joint's 250 s (36%), CPU time 300 s against 500 s (60%).
     _write_strategy(project, "mclfir", _rows(60.0, 58.0, 50.0), [40.0, 50.0])
     _set_cpu_seconds(project, "mclfir", [150.0, 150.0])
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
     assert "**depends on the measure**: wall time 36%, CPU time 60% against the 40% limit." in text
 
 
@@ -200,7 +199,6 @@ def test_report_follows_branching_plan(project):
 def test_verdicts_without_lwf(project):
     _write_all(project)
     shutil.rmtree(project / "compare" / "metrics" / "lwf")
-    main(["compare", "report"])
-    text = (project / "docs" / "results.md").read_text()
+    text = _report_text(project)
     assert "Not finished yet: lwf (0 of 2 increments)." in text
     assert "a gap of +3.00 points" in text
