@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from mclfir.cli import main
-from mclfir.comparison.results_doc import forgetting_verdict
+from mclfir.comparison.results_doc import forgetting_verdict, rival_lines
 from mclfir.comparison.summary import CompareLayout, build_comparison
 
 PLAN = {
@@ -126,6 +126,34 @@ def test_results_document_claim_met(project):
     text = _report_text(project)
     # (61 + 61 + 53) / 3 - (61 + 61 + 50) / 3 = 1 point.
     assert "a gap of +1.00 points: **met**." in text
+
+
+def test_rival_strategies_set_against_mclfir(project):
+    _write_all(project, mclfir_later=58.0)
+    text = _report_text(project)
+
+    # lwf ends at (50 + 50 + 51) / 3 with forgetting 10 and 60% of joint's wall time; MCL-FIR 55.33, 2 and 64%.
+    assert (
+        "- **lwf**: final mAP 50.33 (55.33), forgetting 10.00 (2.00), wall time 60% of joint's (64%), "
+        "CPU time 60% of joint's (64%). lwf is ahead on wall time and CPU time; "
+        "MCL-FIR is ahead on final mAP and forgetting."
+    ) in text
+    assert "- **joint**: final mAP" not in text
+
+
+def test_rival_ahead_on_every_figure_is_named(project):
+    _write_all(project, mclfir_later=58.0)
+    _write_strategy(project, "lwf", _rows(60.0, 59.0, 52.0), [80.0, 40.0])
+    text = _report_text(project)
+
+    assert "lwf is ahead of MCL-FIR on every figure here: final mAP, forgetting, wall time and CPU time." in text
+
+
+def test_rival_level_when_figures_print_alike():
+    figures = {"complete": True, "final_map": 60.001, "forgetting": 1.0, "cost_ratio_to_joint": 0.441, "cpu_ratio_to_joint": None}
+    lines = rival_lines({"mclfir": figures, "lwf": {**figures, "final_map": 59.999, "cost_ratio_to_joint": 0.439}})
+
+    assert lines[-2] == "- **lwf**: final mAP 60.00 (60.00), forgetting 1.00 (1.00), wall time 44% of joint's (44%). lwf and MCL-FIR are level."
 
 
 def test_unfinished_comparison_reported(project):

@@ -134,6 +134,76 @@ def claim_section(comparison: Comparison, plan_size: int) -> list[str]:
         "",
     ]
 
+# Figures on which a sequential strategy is set against MCL-FIR: (key, label, whether higher is better).
+_RIVAL_FIGURES = (
+    ("final_map", "final mAP", True),
+    ("forgetting", "forgetting", False),
+    ("cost_ratio_to_joint", "wall time", False),
+    ("cpu_ratio_to_joint", "CPU time", False),
+)
+
+
+def _rival_figure(key: str, rival: Any, ours: Any) -> str:
+    """Return ``rival`` then ``ours`` in brackets; a cost ratio reads "44% of joint's (55%)"."""
+    if key.endswith("_ratio_to_joint"):
+        return f"{_percent(rival)} of joint's ({_percent(ours)})"
+    return f"{_number(rival)} ({_number(ours)})"
+
+
+def _shown(key: str, value: Any) -> float:
+    """Return ``value`` rounded as the document prints it: whole percent for cost ratios, else two decimals."""
+    return round(100.0 * float(value)) if key.endswith("_ratio_to_joint") else round(float(value), 2)
+
+
+def rival_lines(comparison: Comparison) -> list[str]:
+    """Return a section that sets each other sequential strategy against MCL-FIR, figure by figure, with the one ahead on each.
+
+    The claim compares MCL-FIR with joint training and fine-tuning only. This section also covers
+    the other baselines, so that one that does better than MCL-FIR is named in the document.
+    """
+    ours = comparison.get("mclfir", {})
+    rivals = [name for name in STRATEGIES if name not in ("mclfir", "joint") and comparison.get(name, {}).get("complete")]
+    if not ours.get("complete") or not rivals:
+        return []
+
+    lines = [
+        "## MCL-FIR against the other sequential strategies",
+        "",
+        "Each strategy's figure comes first, MCL-FIR's is in brackets. Lower is better for forgetting and costs.",
+        "",
+    ]
+    for name in rivals:
+        rival = comparison[name]
+        figures, ahead, behind = [], [], []
+        for key, label, higher_is_better in _RIVAL_FIGURES:
+            if rival.get(key) is None or ours.get(key) is None:
+                continue
+            figures.append(f"{label} {_rival_figure(key, rival[key], ours[key])}")
+
+            # Figures compare as printed, so that two values shown alike count as level.
+            rival_shown, ours_shown = (_shown(key, rival[key]), _shown(key, ours[key]))
+            if rival_shown != ours_shown:
+                (ahead if (rival_shown > ours_shown) == higher_is_better else behind).append(label)
+        if figures:
+            lines.append(f"- **{name}**: {', '.join(figures)}. " + _rival_verdict(name, ahead, behind))
+    return lines + [""]
+
+
+def _listing(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
+def _rival_verdict(name: str, ahead: list[str], behind: list[str]) -> str:
+    """Return the sentence that names the figures on which ``name`` is ahead and those on which MCL-FIR is."""
+    if ahead and not behind:
+        return f"{name} is ahead of MCL-FIR on every figure here: {_listing(ahead)}."
+    if behind and not ahead:
+        return f"MCL-FIR is ahead of {name} on every figure here: {_listing(behind)}."
+    if not ahead:
+        return f"{name} and MCL-FIR are level."
+    return f"{name} is ahead on {_listing(ahead)}; MCL-FIR is ahead on {_listing(behind)}."
+
+
 def strategy_table(comparison: Comparison, plan_size: int, split: str) -> list[str]:
     """Return the Markdown table of the strategies' figures and costs."""
     lines = [
@@ -294,6 +364,7 @@ def render(comparison: Comparison, plan: Mapping[str, Mapping[str, Any]], device
         "- **joint**: each increment retrained from the initial model on every attribute seen so far (the static reference).",
         "",
         *claim_section(comparison, len(plan)),
+        *rival_lines(comparison),
         *strategy_table(comparison, len(plan), split),
         *progress_table(comparison),
         *first_increment_lines(comparison),
