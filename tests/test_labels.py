@@ -21,6 +21,7 @@ from mclfir.data import add_attributes as add_attributes_cli
 from mclfir.data.catalog import Catalog, hash_file, read_catalog, write_catalog
 from mclfir.data.labels import (
     LABEL_FILES_KEY,
+    MAX_ATTRIBUTE_NAME_LENGTH,
     add_attributes,
     merge_label_files,
     merged_attributes,
@@ -110,6 +111,13 @@ def test_read_labels_file_accepts_image_id_header(tmp_path):
     assert read_labels_file(path).attributes == ["pattern"]
 
 
+def test_read_labels_file_accepts_name_at_length_limit(tmp_path):
+    name = "p" * MAX_ATTRIBUTE_NAME_LENGTH
+    path = write_text(tmp_path / "labels.csv", f"id,{name}\n1,Striped\n")
+
+    assert read_labels_file(path).attributes == [name]
+
+
 @pytest.mark.parametrize(
     ("text", "row", "value"),
     [
@@ -122,6 +130,10 @@ def test_read_labels_file_accepts_image_id_header(tmp_path):
         pytest.param("id,1st\n1,V\n", ":1:", "'1st'", id="name-starting-with-digit"),
         pytest.param("id,colour/tone\n1,V\n", ":1:", "'colour/tone'", id="name-with-slash"),
         pytest.param("id,path\n1,V\n", ":1:", "'path'", id="reserved-name"),
+        pytest.param("id,Con\n1,V\n", ":1:", "'Con' is a device name", id="windows-device-name"),
+        pytest.param("id," + "p" * 65 + "\n1,V\n", ":1:", "65 characters long", id="name-too-long"),
+        pytest.param("id;pattern\n1;Striped\n", ":1:", "'id;pattern' has one column with semicolons", id="semicolons"),
+        pytest.param("id\tpattern\n1\tStriped\n", ":1:", "with tabs", id="tabs"),
         pytest.param("id,pattern\n1,Striped\n2,Dots,big\n", ":3:", "'2,Dots,big'", id="unquoted-comma"),
         pytest.param('id,pattern\n1,Striped\n2,"Dots\n', ":3:", '\'2,"Dots\'', id="unterminated-quote"),
         pytest.param("id,pattern,colour\n1,Striped,\n", ":1:", "'colour' has no values", id="empty-column"),

@@ -11,9 +11,11 @@ An image without a row, or with an empty value, has no label for that attribute.
 attribute column (:func:`merge_label_files`).
 
 An attribute name starts with an ASCII letter and contains only ASCII letters, digits, ``_``
-and ``-``, so that it is a valid file name and column name everywhere. Names that differ only in
-letter case are rejected, because they would name the same file on case-insensitive file
-systems (macOS, Windows). Surrounding whitespace is stripped from ids and values.
+and ``-``, so that it is a valid file name and column name everywhere. It is at most 64
+characters long and is not a device name that Windows reserves (``CON``, ``NUL``, ``COM1`` and
+the like). Names that differ only in letter case are rejected, because they would name the same
+file on case-insensitive file systems (macOS, Windows). Surrounding whitespace is stripped from
+ids and values.
 """
 
 import csv
@@ -46,6 +48,13 @@ LABEL_FILES_KEY = "label_files"
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _NAME_RULE = "an attribute name starts with a letter and contains only letters, digits, _ and -"
 _RESERVED_NAMES = frozenset(name.lower() for name in (*BASE_COLUMNS, *LABELS_ID_COLUMNS))
+# An attribute name becomes part of file names (data/labels/<name>.csv, <name>.parquet) and MLflow keys.
+MAX_ATTRIBUTE_NAME_LENGTH = 64
+# Device names that Windows rejects as file names, whatever the extension and letter case.
+_WINDOWS_DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul", *(f"com{digit}" for digit in range(10)), *(f"lpt{digit}" for digit in range(10))]
+)
+_OTHER_SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "vertical bars"}
 _QUOTING_HINT = "A value that contains a comma, a double quote or a line break must be in double quotes, with inner quotes doubled."
 
 
@@ -149,6 +158,7 @@ def _read_records(path: Path) -> tuple[_Record | None, list[_Record]]:
 def _check_header(header: _Record, path: Path) -> list[str]:
     """Return the attribute names of a labels file's header, or raise ValueError naming the bad column."""
     names = header.fields
+    _check_separator(header, path)
     if not names or names[0] not in LABELS_ID_COLUMNS:
         first = names[0] if names else ""
         raise ValueError(
@@ -165,12 +175,39 @@ def _check_header(header: _Record, path: Path) -> list[str]:
     return attributes
 
 
+def _check_separator(header: _Record, path: Path) -> None:
+    """Raise ValueError when the header is a single column that contains a semicolon, a tab or a vertical bar.
+
+    Spreadsheet programs in some locales export CSV with one of those separators instead of commas.
+    """
+    if len(header.fields) != 1:
+        return
+
+    for separator, plural in _OTHER_SEPARATORS.items():
+        if separator in header.fields[0]:
+            raise ValueError(
+                f"{path}:1: the header {header.raw!r} has one column with {plural} in it. A labels file separates "
+                "columns with commas. Export it again as comma-separated CSV (\"CSV UTF-8 (comma delimited)\" in "
+                "spreadsheet programs)."
+            )
+
+
 def check_attribute_name(name: str, location: str) -> None:
     """Raise ValueError, with ``location`` before the message, when ``name`` is not a valid attribute name."""
     if not _ATTRIBUTE_NAME.fullmatch(name):
         raise ValueError(f"{location}: invalid attribute name {name!r}: {_NAME_RULE}. Rename the column.")
+    if len(name) > MAX_ATTRIBUTE_NAME_LENGTH:
+        raise ValueError(
+            f"{location}: attribute name {name[:20]!r}... is {len(name)} characters long; the limit is "
+            f"{MAX_ATTRIBUTE_NAME_LENGTH}, because the name becomes part of file names. Rename the column."
+        )
     if name.lower() in _RESERVED_NAMES:
         raise ValueError(f"{location}: attribute name {name!r} is reserved for a catalog column. Rename the column.")
+    if name.lower() in _WINDOWS_DEVICE_NAMES:
+        raise ValueError(
+            f"{location}: attribute name {name!r} is a device name that Windows does not allow as a file name. "
+            f"Rename the column, for example to {name}_label."
+        )
 
 
 def _check_unique_names(attributes: list[str], path: Path) -> None:
