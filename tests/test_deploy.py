@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from mclfir.paths import PROJECT_ROOT_ENV
+from process_groups import stop_process_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 RUN_START_TIMEOUT_S = 150
@@ -126,12 +127,6 @@ def test_event_starts_new_attributes_run(tmp_path):
             time.sleep(2)
         assert started, f"no started run of new-attributes; serve log:\n{(tmp_path / 'serve.log').read_text()[-3000:]}"
     finally:
-        if serving.poll() is None:
-            os.killpg(serving.pid, signal.SIGINT)
-            try:
-                serving.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(serving.pid, signal.SIGKILL)
-                serving.wait()
+        stop_process_group(serving, signal.SIGINT)
         serve_log.close()
         stop_server(server)

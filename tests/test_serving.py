@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from PIL import Image
 
 from mclfir import registry
 from mclfir.model.checkpoint import load_model
+from process_groups import stop_process_group
 from registry_store import PARAMS, empty_store, jpeg_bytes, project, write_checkpoint, write_report  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.integration
@@ -73,12 +73,7 @@ def served_champion(project):
         _wait_until_up(url, server, log)
         yield url, checkpoint
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server)
 
 
 def test_served_embedding_matches_local_model(served_champion):
