@@ -277,7 +277,9 @@ def cost_table(comparison: Comparison) -> list[str]:
         "## Training cost per increment",
         "",
         "Wall seconds / CPU seconds of each training stage. A stage that had the machine to itself uses about as many "
-        "CPU seconds per wall second as it has training threads; a lower ratio means other jobs shared the cores.",
+        "CPU seconds per wall second as it has training threads; a lower ratio means other jobs shared the cores. "
+        "A resumable comparison may run in several sittings, and the same stage rerun in another sitting can take a few "
+        "percent more or less time even on an idle machine.",
         "",
         "| strategy | " + " | ".join(increments) + " |",
         "|---|" + "---:|" * len(increments),
