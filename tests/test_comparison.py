@@ -141,7 +141,7 @@ def test_rival_strategies_set_against_mclfir(project):
     assert "- **joint**: final mAP" not in text
 
 
-def test_rival_ahead_on_every_figure_is_named(project):
+def test_rival_ahead_on_every_figure(project):
     _write_all(project, mclfir_later=58.0)
     _write_strategy(project, "lwf", _rows(60.0, 59.0, 52.0), [80.0, 40.0])
     text = _report_text(project)

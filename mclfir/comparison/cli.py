@@ -14,10 +14,6 @@ DEFAULT_DOC = "docs/results.md"
 DEFAULT_FIGURES = "docs/figures"
 
 
-def _number(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Declare the options of ``mclfir compare report``."""
     parser.add_argument("--compare-dir", default="compare", help="folder of the comparison pipeline (default: %(default)s)")
@@ -29,7 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the comparison from every strategy evaluated so far and write its three outputs."""
     from mclfir.comparison.figures import plot_forgetting_curve, plot_map_against_cost
-    from mclfir.comparison.results_doc import training_devices, write_results
+    from mclfir.comparison.results_doc import format_number, training_devices, write_results
     from mclfir.comparison.summary import CompareLayout, build_comparison
     from mclfir.data.increments import load_plan
 
@@ -53,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
     for name, report in comparison.items():
         print(
-            f"{name}: {len(report['increment_names'])}/{len(plan_attributes)} increments, final mAP {_number(report['final_map'])}, "
-            f"forgetting {_number(report['forgetting'])}, wall / joint {_number(report['cost_ratio_to_joint'], 3)}"
+            f"{name}: {len(report['increment_names'])}/{len(plan_attributes)} increments, final mAP {format_number(report['final_map'])}, "
+            f"forgetting {format_number(report['forgetting'])}, wall / joint {format_number(report['cost_ratio_to_joint'], 3)}"
         )
     print(f"Wrote {out}, {doc} and the figures in {figures}")
     return 0

@@ -30,7 +30,8 @@ FIGURES = {
 }
 
 
-def _number(value: Any, digits: int = 2, suffix: str = "") -> str:
+def format_number(value: Any, digits: int = 2, suffix: str = "") -> str:
+    """Return ``value`` with ``digits`` decimals and ``suffix``, or "n/a" when it is missing."""
     return "n/a" if value is None else f"{float(value):.{digits}f}{suffix}"
 
 
@@ -128,8 +129,8 @@ def claim_section(comparison: Comparison, plan_size: int) -> list[str]:
         f"2. **At about {CLAIMED_COST_RATIO:.0%} of joint's cumulative training cost.** MCL-FIR's training wall time is "
         f"{_percent(ours['cost_ratio_to_joint'])} of joint's (CPU time {_percent(ours['cpu_ratio_to_joint'])}, images seen "
         f"{_percent(ours['images_ratio_to_joint'])}): " + cost_verdict(ours),
-        f"3. **Much less forgetting than fine-tuning.** Forgetting is {_number(ours['forgetting'])} points for MCL-FIR and "
-        f"{_number(finetune['forgetting'])} for fine-tuning (backward transfer {_signed(ours['bwt'])} against "
+        f"3. **Much less forgetting than fine-tuning.** Forgetting is {format_number(ours['forgetting'])} points for MCL-FIR and "
+        f"{format_number(finetune['forgetting'])} for fine-tuning (backward transfer {_signed(ours['bwt'])} against "
         f"{_signed(finetune['bwt'])}): " + forgetting_verdict(ours, finetune),
         "",
     ]
@@ -143,23 +144,27 @@ _RIVAL_FIGURES = (
 )
 
 
+def _is_cost_ratio(key: str) -> bool:
+    return key.endswith("_ratio_to_joint")
+
+
 def _rival_figure(key: str, rival: Any, ours: Any) -> str:
-    """Return ``rival`` then ``ours`` in brackets; a cost ratio reads "44% of joint's (55%)"."""
-    if key.endswith("_ratio_to_joint"):
+    """Return the rival's figure with MCL-FIR's in brackets. A cost ratio reads "44% of joint's (55%)"."""
+    if _is_cost_ratio(key):
         return f"{_percent(rival)} of joint's ({_percent(ours)})"
-    return f"{_number(rival)} ({_number(ours)})"
+    return f"{format_number(rival)} ({format_number(ours)})"
 
 
 def _shown(key: str, value: Any) -> float:
     """Return ``value`` rounded as the document prints it: whole percent for cost ratios, else two decimals."""
-    return round(100.0 * float(value)) if key.endswith("_ratio_to_joint") else round(float(value), 2)
+    return round(100.0 * float(value)) if _is_cost_ratio(key) else round(float(value), 2)
 
 
 def rival_lines(comparison: Comparison) -> list[str]:
-    """Return a section that sets each other sequential strategy against MCL-FIR, figure by figure, with the one ahead on each.
+    """Return the section that compares each other sequential strategy with MCL-FIR, figure by figure.
 
-    The claim compares MCL-FIR with joint training and fine-tuning only. This section also covers
-    the other baselines, so that one that does better than MCL-FIR is named in the document.
+    The claim compares MCL-FIR with joint training and fine-tuning only. This section covers every
+    sequential baseline, so that a baseline that does better than MCL-FIR is named in the document.
     """
     ours = comparison.get("mclfir", {})
     rivals = [name for name in STRATEGIES if name not in ("mclfir", "joint") and comparison.get(name, {}).get("complete")]
@@ -219,10 +224,10 @@ def strategy_table(comparison: Comparison, plan_size: int, split: str) -> list[s
     ]
     for name, report in comparison.items():
         lines.append(
-            f"| {name} | {len(report['increment_names'])}/{plan_size} | {_number(report['final_map'])} | "
-            f"{_number(report['forgetting'])} | {_number(report['bwt'])} | {_hours(report, 'wall_s')} | "
-            f"{_hours(report, 'cpu_s')} | {_images(report)} | {report.get('ratio_increments', 0)} | {_number(report['cost_ratio_to_joint'], 3)} | "
-            f"{_number(report['cpu_ratio_to_joint'], 3)} | {_number(report['images_ratio_to_joint'], 3)} |"
+            f"| {name} | {len(report['increment_names'])}/{plan_size} | {format_number(report['final_map'])} | "
+            f"{format_number(report['forgetting'])} | {format_number(report['bwt'])} | {_hours(report, 'wall_s')} | "
+            f"{_hours(report, 'cpu_s')} | {_images(report)} | {report.get('ratio_increments', 0)} | {format_number(report['cost_ratio_to_joint'], 3)} | "
+            f"{format_number(report['cpu_ratio_to_joint'], 3)} | {format_number(report['images_ratio_to_joint'], 3)} |"
         )
     return lines + [""]
 
@@ -265,7 +270,7 @@ def progress_table(comparison: Comparison) -> list[str]:
     ]
     for name, report in comparison.items():
         means = mean_map_per_increment(report)
-        cells = [_number(means[index]) if index < len(means) else "n/a" for index in range(len(increments))]
+        cells = [format_number(means[index]) if index < len(means) else "n/a" for index in range(len(increments))]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -288,7 +293,7 @@ def cost_table(comparison: Comparison) -> list[str]:
         cells = []
         for index in range(len(increments)):
             entry = report["cost"][index] if index < len(report["cost"]) else {}
-            cells.append(f"{_number(entry.get('wall_s'), 0)} / {_number(entry.get('cpu_s'), 0)}")
+            cells.append(f"{format_number(entry.get('wall_s'), 0)} / {format_number(entry.get('cpu_s'), 0)}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -313,8 +318,8 @@ def attribute_table(comparison: Comparison) -> list[str]:
         "|---|---:|" + "---:|" * len(names),
     ]
     for attribute in attributes:
-        cells = [_number(comparison[name]["R"][-1].get(attribute)) for name in names]
-        lines.append(f"| {attribute} | {_number(chance.get(attribute))} | " + " | ".join(cells) + " |")
+        cells = [format_number(comparison[name]["R"][-1].get(attribute)) for name in names]
+        lines.append(f"| {attribute} | {format_number(chance.get(attribute))} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -336,7 +341,7 @@ def machine_lines(devices: list[str]) -> list[str]:
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
     versions = ", ".join(f"{package} {_version(package)}" for package in ("torch", "timm", "dvc", "mlflow"))
     return [
-        f"- Report written on: {cpu}, {os.cpu_count()} logical cores, {_number(memory_gib, 0)} GiB RAM, "
+        f"- Report written on: {cpu}, {os.cpu_count()} logical cores, {format_number(memory_gib, 0)} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}.",
         f"- Packages: {versions}.",
         f"- Training device reported by the training stages: {', '.join(devices) or 'n/a'}.",
