@@ -6,9 +6,9 @@ import subprocess
 
 
 def stop_process_group(process: subprocess.Popen, first_signal: int = signal.SIGTERM, timeout_s: float = 30) -> None:
-    """Send ``first_signal`` to the process group of ``process``, then SIGKILL if the process is still running after ``timeout_s``.
+    """Send ``first_signal`` to the process group of ``process``, then SIGKILL after ``timeout_s`` if it still runs.
 
-    The whole group gets the signal, so that workers the server started stop with it, even when the
+    The whole group receives the signal, so workers that the server started stop too, even when the
     server process itself has already exited.
     """
     try:

@@ -111,7 +111,7 @@ def test_read_labels_file_accepts_image_id_header(tmp_path):
     assert read_labels_file(path).attributes == ["pattern"]
 
 
-def test_read_labels_file_accepts_name_at_length_limit(tmp_path):
+def test_name_at_length_limit_accepted(tmp_path):
     name = "p" * MAX_ATTRIBUTE_NAME_LENGTH
     path = write_text(tmp_path / "labels.csv", f"id,{name}\n1,Striped\n")
 

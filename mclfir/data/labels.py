@@ -48,9 +48,10 @@ LABEL_FILES_KEY = "label_files"
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _NAME_RULE = "an attribute name starts with a letter and contains only letters, digits, _ and -"
 _RESERVED_NAMES = frozenset(name.lower() for name in (*BASE_COLUMNS, *LABELS_ID_COLUMNS))
-# An attribute name becomes part of file names (data/labels/<name>.csv, <name>.parquet) and MLflow keys.
+# A chosen bound, well below the 255-character file-name limit of common file systems, because an
+# attribute name becomes part of file names (data/labels/<name>.csv, <name>.parquet) and MLflow keys.
 MAX_ATTRIBUTE_NAME_LENGTH = 64
-# Device names that Windows rejects as file names, whatever the extension and letter case.
+# Device names that Windows reserves as file names, also with an extension and in any letter case.
 _WINDOWS_DEVICE_NAMES = frozenset(
     ["con", "prn", "aux", "nul", *(f"com{digit}" for digit in range(10)), *(f"lpt{digit}" for digit in range(10))]
 )
@@ -157,8 +158,8 @@ def _read_records(path: Path) -> tuple[_Record | None, list[_Record]]:
 
 def _check_header(header: _Record, path: Path) -> list[str]:
     """Return the attribute names of a labels file's header, or raise ValueError naming the bad column."""
-    names = header.fields
     _check_separator(header, path)
+    names = header.fields
     if not names or names[0] not in LABELS_ID_COLUMNS:
         first = names[0] if names else ""
         raise ValueError(
@@ -198,8 +199,8 @@ def check_attribute_name(name: str, location: str) -> None:
         raise ValueError(f"{location}: invalid attribute name {name!r}: {_NAME_RULE}. Rename the column.")
     if len(name) > MAX_ATTRIBUTE_NAME_LENGTH:
         raise ValueError(
-            f"{location}: attribute name {name[:20]!r}... is {len(name)} characters long; the limit is "
-            f"{MAX_ATTRIBUTE_NAME_LENGTH}, because the name becomes part of file names. Rename the column."
+            f"{location}: invalid attribute name {name[:20]!r}...: it is {len(name)} characters long, and the maximum "
+            f"is {MAX_ATTRIBUTE_NAME_LENGTH} because the name becomes part of file names. Rename the column."
         )
     if name.lower() in _RESERVED_NAMES:
         raise ValueError(f"{location}: attribute name {name!r} is reserved for a catalog column. Rename the column.")
